@@ -1,0 +1,76 @@
+"""The config schema shared by every config file in `configs/`.
+
+Each `configs/*.py` starts from `base_config()` and overrides fields. Every field
+here is documented in `docs/config.md`; `config_checks.validate` rejects bad values
+before any compute starts.
+"""
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Returns the full config tree with defaults (EEPrune on the digits demo data)."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  # --- Data -------------------------------------------------------------------------
+  config.data = data = ml_collections.ConfigDict()
+  # 'digits': the scikit-learn handwritten digits, embedded, no network.
+  # 'tfds': any TFDS image classification data set named by `data.name`.
+  # 'npz': in-memory arrays from `data.npz_path` (keys images/labels, or the JPEG layout).
+  data.source = 'digits'
+  data.name = ''  # TFDS name when source == 'tfds', e.g. 'cifar10'.
+  data.data_dir = ''  # TFDS data dir: a local path or a gs:// bucket URL; '' = TFDS default.
+  data.npz_path = ''  # path of the .npz file when source == 'npz'.
+  data.train_split = 'train'
+  data.eval_split = 'test'
+  data.image_size = 32  # images are resized/padded to image_size x image_size.
+  # 'device': whole split on the accelerators as uint8, augmentation in JAX (no TF needed).
+  # 'tfdata': a tf.data pipeline on the host (needed for data that does not fit on device).
+  data.backend = 'device'
+  data.augment = 'cifar'  # 'cifar' (pad-4 crop + flip), 'imagenet' (random resized crop + flip), 'none'.
+
+  # --- Model ------------------------------------------------------------------------
+  config.model = model = ml_collections.ConfigDict()
+  # resnet18 | resnet50 | resnet20 | mobilenet_v3_large | mobilenet_v3_small
+  model.name = 'resnet18'
+  model.stem = 'cifar'  # 'cifar' (32x32 inputs) or 'imagenet' (224x224 inputs).
+  model.width = 1.0  # channel width multiplier; tests use small values.
+  # Exit positions: a preset ('none', 'shallow', 'mid', 'deep') or comma-separated block
+  # indices, e.g. '1,3,5'. Exits are ordered shallow to deep; the final classifier is last.
+  model.exits = 'mid'
+  model.exit_head = 'linear'  # 'linear' (GAP + dense) or 'sdn' (Shallow-Deep Networks head).
+  model.dtype = 'float32'  # compute dtype: 'float32' or 'bfloat16' (params stay float32).
+
+  # --- Training ---------------------------------------------------------------------
+  config.train = train = ml_collections.ConfigDict()
+  train.num_epochs = 10
+  train.batch_size = 128  # global, over all devices and hosts.
+  train.eval_batch_size = 256  # global; scoring uses it too.
+  train.optimizer = 'sgd'  # 'sgd' (Nesterov momentum) or 'adamw'.
+  train.learning_rate = 0.1
+  train.momentum = 0.9
+  train.weight_decay = 5e-4
+  train.warmup_epochs = 1.0
+  train.label_smoothing = 0.0
+  # Loss = CE(final) + sum_k w_k CE(exit_k). 'constant': w_k = exit_loss_weight for every
+  # exit. 'sdn': the Shallow-Deep Networks ramp, w_k = exit_loss_weight * depth_k * min(1, t)
+  # where depth_k = (k + 1) / (num_exits + 1) and t = epoch / num_epochs * 2.
+  train.exit_loss_schedule = 'constant'
+  train.exit_loss_weight = 1.0
+  train.log_every_steps = 50
+  train.checkpoint_every_epochs = 1
+  train.keep_checkpoints = 2
+  train.progress_bar = True
+
+  # --- Pruning ----------------------------------------------------------------------
+  config.prune = prune = ml_collections.ConfigDict()
+  # 'eeprune', 'none', and the baselines of eeprune_jax.pruning_methods.
+  prune.method = 'eeprune'
+  prune.mode = 'fraction'  # 'fraction' (prune exactly round(fraction * N)) or 'threshold'.
+  prune.fraction = 0.4  # share of the full training set to prune, in [0, 1).
+  prune.threshold = 0.9  # early-exit confidence above which an example is eligible.
+  prune.exit = 0  # which early exit scores (index into the configured exits).
+  prune.epoch = 3  # prune after this many epochs of full-data training.
+  prune.every = 0  # if > 0, prune again every `every` epochs (the pruned set only grows).
+  return config

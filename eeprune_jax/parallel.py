@@ -1,0 +1,62 @@
+"""The 1-D data-parallel device mesh and how host data becomes global arrays on it."""
+
+from typing import Any, Callable, Mapping
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+BATCH_AXIS = 'batch'
+
+
+def make_mesh() -> Mesh:
+  """A 1-D mesh over every device of every process, axis name 'batch'."""
+  return jax.make_mesh((jax.device_count(),), (BATCH_AXIS,))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Leading axis split over the mesh (data parallel)."""
+  return NamedSharding(mesh, P(BATCH_AXIS))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  """The same value on every device."""
+  return NamedSharding(mesh, P())
+
+
+def local_batch_size(global_batch_size: int) -> int:
+  """This process's share of a global batch (global batches split evenly over processes)."""
+  if global_batch_size % jax.device_count():
+    raise ValueError(
+        f'batch size {global_batch_size} is not divisible by the device count '
+        f'{jax.device_count()}: set it to a multiple of {jax.device_count()}.')
+  return global_batch_size // jax.process_count()
+
+
+def host_to_global(mesh: Mesh, local: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
+  """Assembles each host's local rows into global arrays sharded along 'batch'.
+
+  Every process passes its own rows (local batch = global batch / process_count); on one
+  process this is a plain sharded `device_put`.
+  """
+  sharding = batch_sharding(mesh)
+  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+          for k, v in local.items()}
+
+
+def global_to_host(tree: Any) -> Any:
+  """Fetches (possibly multi-host) global arrays to numpy on every process."""
+  if jax.process_count() == 1:
+    return jax.tree.map(np.asarray, tree)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def data_parallel(fn: Callable[..., Any], mesh: Mesh, in_specs: Any, out_specs: Any,
+                  **jit_kwargs) -> Callable[..., Any]:
+  """`jax.jit(jax.shard_map(fn))` over the 1-D batch mesh: `fn` sees one device's shard.
+
+  Inside `fn`, reduce over devices with `jax.lax.psum/pmean(x, BATCH_AXIS)`.
+  """
+  return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs),
+                 **jit_kwargs)

@@ -1,0 +1,37 @@
+"""Install eeprune-jax: `pip install -e ".[test]"`."""
+import setuptools
+
+setuptools.setup(
+    name="eeprune-jax",
+    version="0.1.0",
+    description="Dataset pruning with early-exit networks (EEPrune) in JAX/Flax.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=setuptools.find_packages(include=["eeprune_jax", "eeprune_jax.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "jax>=0.8",
+        "flax>=0.10",
+        "optax>=0.2.4",
+        "orbax-checkpoint>=0.11",
+        "ml-collections>=0.1.1",
+        "absl-py",
+        "numpy",
+        "scikit-learn",  # the embedded digits data set
+        "pillow",  # JPEG-npz sources
+        "tqdm",
+        "tensorboardX",  # TensorBoard event files without TensorFlow
+        # tf.data backend and TFDS sources. Only eeprune_jax.data.tfdata and
+        # eeprune_jax.data.sources import them, so the device-resident backend runs without.
+        "tensorflow-cpu; platform_machine=='x86_64'",
+        "tensorflow; platform_machine!='x86_64'",
+        "tensorflow-datasets",
+    ],
+    extras_require={
+        "plots": ["matplotlib"],
+        "test": [
+            "pytest",
+            "matplotlib",
+        ],
+    },
+)

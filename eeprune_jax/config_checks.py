@@ -1,0 +1,116 @@
+"""Config validation: every bad value is reported, with its field and fix, before compute."""
+
+import os
+
+import jax
+import ml_collections
+
+from eeprune_jax import models
+from eeprune_jax import pruning_methods
+
+SOURCES = ('digits', 'tfds', 'npz')
+BACKENDS = ('device', 'tfdata')
+AUGMENTS = ('cifar', 'imagenet', 'none')
+STEMS = ('cifar', 'imagenet')
+EXIT_HEADS = ('linear', 'sdn')
+DTYPES = ('float32', 'bfloat16')
+OPTIMIZERS = ('sgd', 'adamw')
+EXIT_LOSS_SCHEDULES = ('constant', 'sdn')
+PRUNE_MODES = ('fraction', 'threshold')
+
+
+class ConfigError(ValueError):
+  """A config value that cannot run; the message lists every bad field and its fix."""
+
+
+def _one_of(errors: list[str], field: str, value, choices) -> None:
+  if value not in choices:
+    errors.append(f'config.{field}={value!r} is not one of {", ".join(map(repr, choices))}.')
+
+
+def _check(errors: list[str], ok: bool, message: str) -> None:
+  if not ok:
+    errors.append(message)
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks every field that can be checked without loading data; raises ConfigError."""
+  errors: list[str] = []
+  d, m, t, p = config.data, config.model, config.train, config.prune
+  _one_of(errors, 'data.source', d.source, SOURCES)
+  _one_of(errors, 'data.backend', d.backend, BACKENDS)
+  _one_of(errors, 'data.augment', d.augment, AUGMENTS)
+  _check(errors, d.source != 'tfds' or bool(d.name),
+         "config.data.name is empty: with data.source='tfds' name a TFDS data set, e.g. cifar10.")
+  if d.source == 'npz':
+    _check(errors, bool(d.npz_path) and os.path.exists(d.npz_path),
+           f'config.data.npz_path={d.npz_path!r} is not a file: point it at an .npz with '
+           'images and labels.')
+  _check(errors, d.image_size >= 8, f'config.data.image_size={d.image_size} must be >= 8.')
+
+  _one_of(errors, 'model.name', m.name, models.MODEL_NAMES)
+  _one_of(errors, 'model.stem', m.stem, STEMS)
+  _one_of(errors, 'model.exit_head', m.exit_head, EXIT_HEADS)
+  _one_of(errors, 'model.dtype', m.dtype, DTYPES)
+  _check(errors, m.width > 0, f'config.model.width={m.width} must be > 0.')
+  num_exits = None
+  if m.name in models.MODEL_NAMES:
+    try:
+      num_exits = len(models.exit_blocks(m))
+    except ValueError as e:
+      errors.append(str(e))
+
+  devices = jax.device_count()
+  _check(errors, t.num_epochs >= 1, f'config.train.num_epochs={t.num_epochs} must be >= 1.')
+  for field in ('batch_size', 'eval_batch_size'):
+    size = t[field]
+    _check(errors, size >= 1 and size % devices == 0,
+           f'config.train.{field}={size} is not a positive multiple of the device count '
+           f'({devices}): use e.g. {max(devices, (max(size, 1) // devices) * devices)}.')
+  _one_of(errors, 'train.optimizer', t.optimizer, OPTIMIZERS)
+  _one_of(errors, 'train.exit_loss_schedule', t.exit_loss_schedule, EXIT_LOSS_SCHEDULES)
+  _check(errors, t.learning_rate > 0, f'config.train.learning_rate={t.learning_rate} must be > 0.')
+  _check(errors, t.weight_decay >= 0, f'config.train.weight_decay={t.weight_decay} must be >= 0.')
+  _check(errors, 0 <= t.warmup_epochs < t.num_epochs,
+         f'config.train.warmup_epochs={t.warmup_epochs} must be in [0, num_epochs).')
+  _check(errors, 0 <= t.label_smoothing < 1,
+         f'config.train.label_smoothing={t.label_smoothing} must be in [0, 1).')
+  _check(errors, t.exit_loss_weight >= 0,
+         f'config.train.exit_loss_weight={t.exit_loss_weight} must be >= 0.')
+  for field in ('log_every_steps', 'checkpoint_every_epochs', 'keep_checkpoints'):
+    _check(errors, t[field] >= 1, f'config.train.{field}={t[field]} must be >= 1.')
+
+  _one_of(errors, 'prune.method', p.method, pruning_methods.METHODS)
+  _one_of(errors, 'prune.mode', p.mode, PRUNE_MODES)
+  _check(errors, 0.0 <= p.threshold <= 1.0,
+         f'config.prune.threshold={p.threshold} is outside [0, 1]: it is a softmax confidence.')
+  _check(errors, 0.0 <= p.fraction < 1.0,
+         f'config.prune.fraction={p.fraction} is outside [0, 1): it is the share of the '
+         'training set to prune (0.4 prunes 40%).')
+  _check(errors, p.every >= 0, f'config.prune.every={p.every} must be >= 0 (0 = prune once).')
+  if p.method != 'none':
+    _check(errors, 0 <= p.epoch < t.num_epochs,
+           f'config.prune.epoch={p.epoch} must be in [0, train.num_epochs={t.num_epochs}): '
+           'pruning happens at the start of that epoch.')
+  if p.method == 'eeprune' and num_exits is not None:
+    _check(errors, num_exits >= 1,
+           f"config.prune.method='eeprune' needs an early exit, but config.model.exits="
+           f"{m.exits!r} configures none: set model.exits='mid' (or block indices).")
+    _check(errors, num_exits == 0 or 0 <= p.exit < num_exits,
+           f'config.prune.exit={p.exit} is not an exit index: the model has {num_exits} '
+           f'exit(s), so use 0..{num_exits - 1}.')
+  if errors:
+    raise ConfigError('invalid config:\n  ' + '\n  '.join(errors))
+
+
+def validate_with_data(config: ml_collections.ConfigDict, num_train: int) -> None:
+  """Checks that need the data set's size (before any training step)."""
+  t, p = config.train, config.prune
+  kept = num_train - round(p.fraction * num_train) if p.mode == 'fraction' else num_train
+  if p.method != 'none' and p.mode == 'fraction' and kept < t.batch_size:
+    raise ConfigError(
+        f'config.prune.fraction={p.fraction} keeps {kept} of {num_train} examples, fewer than '
+        f'config.train.batch_size={t.batch_size}: lower one of them.')
+  if num_train < t.batch_size:
+    raise ConfigError(f'config.train.batch_size={t.batch_size} exceeds the {num_train} training '
+                      'examples: lower it.')

@@ -1,0 +1,99 @@
+"""Keep masks: the EEPrune rule, exact-fraction selection and mask statistics.
+
+A keep mask is a bool array over the canonical training indices 0..N-1: True = train on it.
+Pruned sets only grow: every function here takes the previous mask and never revives an
+example it pruned.
+"""
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class PruneResult:
+  """A new keep mask and how it came about."""
+  keep: np.ndarray  # bool [N]
+  target_pruned: int  # how many examples should be pruned in total
+  shortfall: int  # target_pruned - actually pruned (> 0 when too few were eligible)
+  # The lowest priority among the pruned examples (the effective threshold); nan if none.
+  cutoff: float
+
+
+def as_keep(prior_keep: np.ndarray | None, n: int) -> np.ndarray:
+  """A copy of `prior_keep`, or all-True when there is none, checked to have length n."""
+  if prior_keep is None:
+    return np.ones(n, bool)
+  prior_keep = np.asarray(prior_keep, bool)
+  if prior_keep.shape != (n,):
+    raise ValueError(f'keep mask has shape {prior_keep.shape}, the scores cover {n} examples: '
+                     'a mask must have one entry per training example.')
+  return prior_keep.copy()
+
+
+def eeprune_eligible(early_pred: np.ndarray, final_pred: np.ndarray,
+                     labels: np.ndarray) -> np.ndarray:
+  """Examples both the early exit and the final exit classify correctly."""
+  return (early_pred == labels) & (final_pred == labels)
+
+
+def prune_above_threshold(eligible: np.ndarray, confidence: np.ndarray, threshold: float,
+                          prior_keep: np.ndarray | None = None) -> PruneResult:
+  """Prunes every eligible example whose confidence is strictly above `threshold`."""
+  keep = as_keep(prior_keep, len(eligible))
+  newly = eligible & (confidence > threshold) & keep
+  keep[newly] = False
+  pruned = ~keep
+  cutoff = float(confidence[newly].min()) if newly.any() else float('nan')
+  return PruneResult(keep=keep, target_pruned=int(pruned.sum()), shortfall=0, cutoff=cutoff)
+
+
+def prune_top(priority: np.ndarray, eligible: np.ndarray, target_pruned: int,
+              prior_keep: np.ndarray | None = None) -> PruneResult:
+  """Prunes eligible examples, highest `priority` first, until `target_pruned` are pruned.
+
+  Examples pruned before count towards the target and stay pruned. Ties in priority go to
+  the lower index, so the result is a deterministic function of the inputs. If fewer are
+  eligible, all eligible ones are pruned and `shortfall` says how many are missing.
+  """
+  n = len(priority)
+  keep = as_keep(prior_keep, n)
+  if not 0 <= target_pruned <= n:
+    raise ValueError(f'target_pruned={target_pruned} is outside [0, {n}].')
+  needed = target_pruned - int((~keep).sum())
+  candidates = np.flatnonzero(np.asarray(eligible, bool) & keep)
+  if needed <= 0 or not len(candidates):
+    return PruneResult(keep=keep, target_pruned=target_pruned,
+                       shortfall=max(needed, 0), cutoff=float('nan'))
+  # lexsort sorts by the last key first: priority descending, then index ascending.
+  order = np.lexsort((candidates, -np.asarray(priority, np.float64)[candidates]))
+  chosen = candidates[order[:needed]]
+  keep[chosen] = False
+  return PruneResult(keep=keep, target_pruned=target_pruned,
+                     shortfall=needed - len(chosen),
+                     cutoff=float(np.asarray(priority)[chosen].min()))
+
+
+def cumulative_targets(num_examples: int, fraction: float, num_rounds: int) -> list[int]:
+  """Total pruned after each of `num_rounds` rounds, rising evenly to round(fraction * N)."""
+  return [int(round(fraction * num_examples * (r + 1) / num_rounds)) for r in range(num_rounds)]
+
+
+def pruned_share_by_class(keep: np.ndarray, labels: np.ndarray,
+                          num_classes: int) -> list[float]:
+  """Share of each class's training examples that is pruned."""
+  total = np.bincount(labels, minlength=num_classes)
+  pruned = np.bincount(labels[~keep], minlength=num_classes)
+  return [float(p / t) if t else 0.0 for p, t in zip(pruned, total)]
+
+
+def mask_stats(keep: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
+  """Overall and per-class pruning statistics of a keep mask, JSON-ready."""
+  keep = np.asarray(keep, bool)
+  return {
+      'num_examples': int(keep.size),
+      'num_kept': int(keep.sum()),
+      'num_pruned': int((~keep).sum()),
+      'pruned_fraction': float((~keep).mean()) if keep.size else 0.0,
+      'pruned_fraction_per_class': pruned_share_by_class(keep, labels, num_classes),
+  }

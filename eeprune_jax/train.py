@@ -1,0 +1,424 @@
+"""Multi-exit training with EEPrune pruning rounds, evaluation and Orbax checkpoints.
+
+The learning rate is a function of epoch progress e = epoch + step / steps_in_epoch
+(linear warm-up, then cosine to zero at `num_epochs`). Pruning shortens every later epoch
+(steps per epoch = kept examples // batch size) but leaves the schedule's shape in epochs
+unchanged, so a pruned run follows the same learning-rate curve over fewer steps.
+"""
+
+import functools
+import signal
+import time
+from typing import Any, Iterator
+
+from absl import logging
+from flax.training import train_state
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+
+from eeprune_jax import checkpointing
+from eeprune_jax import config_checks
+from eeprune_jax import data as data_lib
+from eeprune_jax import ledger as ledger_lib
+from eeprune_jax import masks
+from eeprune_jax import models
+from eeprune_jax import parallel
+from eeprune_jax import pruning_methods
+from eeprune_jax import scoring
+from eeprune_jax import workdir as workdir_lib
+
+P = jax.sharding.PartitionSpec
+
+
+class TrainState(train_state.TrainState):
+  """Params, optimizer state, BatchNorm statistics and the dropout key."""
+  batch_stats: Any
+  rng: jax.Array  # raw uint32 key data; per-step keys are folded from it
+
+
+def learning_rate(train_config: ml_collections.ConfigDict, epoch_progress: float) -> float:
+  """Linear warm-up to `learning_rate`, then cosine decay to 0 at `num_epochs`."""
+  base, warmup, total = (train_config.learning_rate, train_config.warmup_epochs,
+                         train_config.num_epochs)
+  if epoch_progress < warmup:
+    return base * epoch_progress / warmup
+  t = (epoch_progress - warmup) / max(total - warmup, 1e-9)
+  return base * 0.5 * (1 + np.cos(np.pi * min(t, 1.0)))
+
+
+def exit_loss_weights(train_config: ml_collections.ConfigDict, num_exits: int,
+                      epoch: int) -> np.ndarray:
+  """The weight w_k of each early exit's loss (the final classifier's weight is 1)."""
+  w = np.full(num_exits, train_config.exit_loss_weight, np.float32)
+  if train_config.exit_loss_schedule == 'sdn':
+    depth = (np.arange(num_exits) + 1) / (num_exits + 1)
+    w *= depth * min(1.0, 2 * epoch / train_config.num_epochs)
+  return w
+
+
+def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """SGD (Nesterov) or AdamW with weight decay on kernels only; the LR is set every step."""
+  decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
+
+  def chain(learning_rate):
+    if train_config.optimizer == 'adamw':
+      return optax.adamw(learning_rate, weight_decay=train_config.weight_decay, mask=decay_mask)
+    return optax.chain(
+        optax.add_decayed_weights(train_config.weight_decay, mask=decay_mask),
+        optax.sgd(learning_rate, momentum=train_config.momentum, nesterov=True))
+
+  return optax.inject_hyperparams(chain)(learning_rate=0.0)
+
+
+def create_train_state(model: Any, tx: optax.GradientTransformation,
+                       image_shape: tuple[int, ...], seed: int,
+                       mesh: jax.sharding.Mesh) -> TrainState:
+  """Initialises the model and optimizer, replicated over the mesh."""
+  def init():
+    params_key, dropout_key = jax.random.split(jax.random.key(seed))
+    variables = model.init({'params': params_key, 'dropout': dropout_key},
+                           jnp.zeros((1, *image_shape), jnp.float32), train=False)
+    return TrainState.create(apply_fn=model.apply, params=variables['params'],
+                             batch_stats=variables.get('batch_stats', {}), tx=tx,
+                             rng=jax.random.key_data(dropout_key))
+  return jax.jit(init, out_shardings=parallel.replicated(mesh))()
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float) -> jax.Array:
+  """Per-example softmax cross-entropy with label smoothing."""
+  targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
+  return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], hparams: dict[str, jax.Array],
+               label_smoothing: float = 0.0) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One data-parallel SGD step on this device's shard; metrics are summed over devices."""
+  step_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+  step_key = jax.random.fold_in(step_key, jax.lax.axis_index(parallel.BATCH_AXIS))
+  weights = jnp.concatenate([hparams['exit_weights'], jnp.ones((1,), jnp.float32)])
+
+  def loss_fn(params):
+    logits, new_model_state = state.apply_fn(
+        {'params': params, 'batch_stats': state.batch_stats}, batch['image'], train=True,
+        mutable=['batch_stats'], rngs={'dropout': step_key})
+    ce = jnp.stack([cross_entropy(l, batch['label'], label_smoothing) for l in logits], 1)
+    return jnp.mean(ce @ weights), (new_model_state, logits, ce)
+
+  (loss, (new_model_state, logits, ce)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(state.params)
+  grads = jax.lax.pmean(grads, parallel.BATCH_AXIS)
+  opt_state = state.opt_state._replace(
+      hyperparams={**state.opt_state.hyperparams, 'learning_rate': hparams['lr']})
+  new_state = state.replace(opt_state=opt_state).apply_gradients(
+      grads=grads, batch_stats=new_model_state['batch_stats'])
+  correct = jnp.stack([jnp.argmax(l, -1) == batch['label'] for l in logits], 1)
+  metrics = {
+      'loss': ce.sum(0), 'correct': correct.sum(0).astype(jnp.float32),
+      'count': jnp.float32(ce.shape[0]), 'total_loss': loss * ce.shape[0],
+  }
+  return new_state, jax.lax.psum(metrics, parallel.BATCH_AXIS)
+
+
+def eval_step(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+  """Per-exit loss and accuracy sums over the valid rows of this device's shard."""
+  logits = state.apply_fn({'params': state.params, 'batch_stats': state.batch_stats},
+                          batch['image'], train=False)
+  valid = batch['valid'].astype(jnp.float32)[:, None]
+  ce = jnp.stack([cross_entropy(l, batch['label'], 0.0) for l in logits], 1)
+  correct = jnp.stack([jnp.argmax(l, -1) == batch['label'] for l in logits], 1)
+  metrics = {'loss': (ce * valid).sum(0), 'correct': (correct * valid).sum(0),
+             'count': valid.sum()}
+  return jax.lax.psum(metrics, parallel.BATCH_AXIS)
+
+
+@jax.jit
+def _accumulate(acc: dict[str, jax.Array], metrics: dict[str, jax.Array],
+                step: jax.Array) -> dict[str, jax.Array]:
+  """Adds step metrics to running sums and remembers the first step with a non-finite loss."""
+  out = {k: acc[k] + metrics[k] for k in metrics}
+  bad = ~jnp.isfinite(metrics['total_loss'])
+  out['first_bad_step'] = jnp.where((acc['first_bad_step'] < 0) & bad, step,
+                                    acc['first_bad_step'])
+  return out
+
+
+def _zero_metrics(num_outputs: int, mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
+  zeros = {'loss': np.zeros(num_outputs, np.float32), 'correct': np.zeros(num_outputs, np.float32),
+           'count': np.float32(0), 'total_loss': np.float32(0), 'first_bad_step': np.int32(-1)}
+  return jax.device_put(zeros, parallel.replicated(mesh))
+
+
+def _summarise(sums: dict[str, Any], prefix: str) -> dict[str, Any]:
+  """Means from (sum, count) metrics: per-output accuracy and loss, final output last."""
+  count = max(float(sums['count']), 1.0)
+  return {f'{prefix}accuracy': [float(c) / count for c in np.asarray(sums['correct'])],
+          f'{prefix}loss': [float(l) / count for l in np.asarray(sums['loss'])],
+          f'{prefix}count': int(sums['count'])}
+
+
+class Preemption:
+  """Turns SIGTERM (TPU maintenance, spot reclaim) into a flag the loop checks each step."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):  # pylint: disable=unused-argument
+    logging.warning('SIGTERM received: saving a checkpoint and exiting.')
+    self.requested = True
+
+  def should_stop(self, step: int) -> bool:
+    """Whether every process agrees to stop now (collective on multi-host runs)."""
+    if jax.process_count() == 1:
+      return self.requested
+    if step % 10:  # a cross-host agreement every 10 steps keeps the hot loop free
+      return False
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    return bool(np.any(multihost_utils.process_allgather(np.int32(self.requested))))
+
+  def restore(self) -> None:
+    """Puts the previous SIGTERM handler back."""
+    signal.signal(signal.SIGTERM, self._previous)
+
+
+def prune_epochs(config: ml_collections.ConfigDict) -> list[int]:
+  """The epochs at whose start a pruning round runs."""
+  prune, num_epochs = config.prune, config.train.num_epochs
+  if prune.method == 'none':
+    return []
+  if prune.every > 0:
+    return list(range(prune.epoch, num_epochs, prune.every))
+  return [prune.epoch] if prune.epoch < num_epochs else []
+
+
+class _Run:
+  """The state of one run: the pieces `train_and_evaluate` wires together."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    self.config, self.workdir = config, workdir
+    self.is_writer = jax.process_index() == 0
+    self.mesh = parallel.make_mesh()
+    self.pipeline = data_lib.create_pipeline(
+        config.data, batch_size=config.train.batch_size,
+        eval_batch_size=config.train.eval_batch_size, mesh=self.mesh, seed=config.seed)
+    self.info = self.pipeline.info
+    self.num_train = len(self.pipeline.train_labels)
+    self.model = models.build_model(config.model, self.info.num_classes,
+                                    axis_name=parallel.BATCH_AXIS)
+    self.num_exits = len(models.exit_blocks(config.model))
+    config_checks.validate_with_data(config, self.num_train)
+    workdir_lib.check_or_write_config(workdir, config, self.is_writer)
+    self.exit_macs = models.count_macs(self.model, self.info.image_shape)
+    self.forward_macs = models.forward_macs(self.model, self.info.image_shape)
+    repl, batch = P(), P(parallel.BATCH_AXIS)
+    self.p_train_step = parallel.data_parallel(
+        functools.partial(train_step, label_smoothing=config.train.label_smoothing),
+        self.mesh, in_specs=(repl, batch, repl), out_specs=(repl, repl), donate_argnums=0)
+    self.p_eval_step = parallel.data_parallel(eval_step, self.mesh, in_specs=(repl, batch),
+                                              out_specs=repl)
+    self.p_score_step = scoring.make_score_step(self.mesh)
+    self.manager = checkpointing.make_manager(workdir, config.train.keep_checkpoints)
+    self.writer = None
+    if self.is_writer:
+      import tensorboardX  # pylint: disable=g-import-not-at-top
+      self.writer = tensorboardX.SummaryWriter(str(workdir_lib.epath.Path(workdir) / 'tensorboard'))
+
+  def log_scalars(self, step: int, scalars: dict[str, Any]) -> None:
+    """Writes scalars (lists become one scalar per output) to TensorBoard."""
+    if not self.writer:
+      return
+    names = [f'exit{k}' for k in range(self.num_exits)] + ['final']
+    for key, value in scalars.items():
+      if isinstance(value, list):
+        for name, v in zip(names, value):
+          self.writer.add_scalar(f'{key}/{name}', v, step)
+      elif isinstance(value, (int, float)):
+        self.writer.add_scalar(key, value, step)
+    self.writer.flush()
+
+  def evaluate(self, state: TrainState, ledger: ledger_lib.Ledger) -> dict[str, Any]:
+    """Per-exit accuracy and loss on the evaluation split."""
+    start = time.time()
+    sums = None
+    for batch in self.pipeline.eval_batches('eval'):
+      metrics = self.p_eval_step(state, batch)
+      sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
+    result = _summarise(jax.device_get(sums), 'eval_')
+    ledger.examples_evaluated += result['eval_count']
+    ledger.add_time('eval', time.time() - start)
+    return result
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains, prunes, evaluates and checkpoints in `workdir`; resumes a run found there.
+
+  Returns the summary that is also written to `workdir/summary.json`.
+  """
+  config_checks.validate(config)
+  run = _Run(config, workdir)
+  tx = make_optimizer(config.train)
+  state = create_train_state(run.model, tx, run.info.image_shape, config.seed, run.mesh)
+  keep = np.ones(run.num_train, bool)
+  progress = {'epoch': 0, 'step_in_epoch': 0, 'rounds_done': 0, 'rounds': [], 'history': [],
+              'ledger': ledger_lib.Ledger().to_dict(),
+              'rng_state': np.random.default_rng(config.seed).bit_generator.state}
+  if run.manager.latest_step() is not None:
+    logging.info('Resuming from %s, step %d.', workdir, run.manager.latest_step())
+    state, keep, progress = checkpointing.restore(run.manager, state, run.num_train)
+  ledger = ledger_lib.Ledger.from_dict(progress['ledger'])
+  rng = np.random.default_rng()
+  rng.bit_generator.state = progress['rng_state']
+  rounds_at = prune_epochs(config)
+  targets = masks.cumulative_targets(run.num_train, config.prune.fraction, max(len(rounds_at), 1))
+
+  def save(step_in_epoch: int, epoch: int) -> None:
+    start = time.time()
+    progress.update(epoch=epoch, step_in_epoch=step_in_epoch, ledger=ledger.to_dict(),
+                    rng_state=rng.bit_generator.state)
+    checkpointing.save(run.manager, int(state.step), state, keep, progress)
+    ledger.add_time('checkpoint', time.time() - start)
+
+  num_epochs = config.train.num_epochs
+  preemption = Preemption()
+  remaining_steps = lambda epoch: (num_epochs - epoch) * run.pipeline.steps_per_epoch(keep)
+  bar = tqdm.tqdm(total=int(state.step) + remaining_steps(progress['epoch'])
+                  - progress['step_in_epoch'], initial=int(state.step), unit='step', dynamic_ncols=True,
+                  disable=not (config.train.progress_bar and run.is_writer))
+  try:
+    for epoch in range(progress['epoch'], num_epochs):
+      if epoch in rounds_at and progress['rounds_done'] <= rounds_at.index(epoch):
+        keep = _prune_round(run, state, keep, progress, ledger, rng,
+                            targets[rounds_at.index(epoch)])
+        bar.total = int(state.step) + remaining_steps(epoch)
+      steps = run.pipeline.steps_per_epoch(keep)
+      sums = _zero_metrics(run.num_exits + 1, run.mesh)
+      weights = exit_loss_weights(config.train, run.num_exits, epoch)
+      start, skip = time.time(), progress['step_in_epoch']
+      for i, batch in enumerate(run.pipeline.train_epoch(epoch, keep)):
+        if i < skip:  # resuming mid-epoch: the order is a function of (seed, epoch, keep)
+          continue
+        hparams = {'lr': np.float32(learning_rate(config.train, epoch + i / steps)),
+                   'exit_weights': weights}
+        state, metrics = run.p_train_step(state, batch, hparams)
+        sums = _accumulate(sums, metrics, np.int32(ledger.train_steps))
+        ledger.examples_trained += config.train.batch_size
+        ledger.train_steps += 1
+        bar.update(1)
+        last = i + 1 == steps
+        if last or (i + 1) % config.train.log_every_steps == 0:
+          host = jax.device_get(sums)
+          _check_finite(host, run.manager)
+          summary = _summarise(host, 'train_')
+          bar.set_postfix(loss=f'{float(host["total_loss"]) / max(host["count"], 1):.3f}',
+                          acc=f'{summary["train_accuracy"][-1]:.3f}')
+          run.log_scalars(int(state.step), {**summary, 'lr': float(hparams['lr'])})
+        if preemption.should_stop(ledger.train_steps) and not last:
+          ledger.add_time('train', time.time() - start)
+          save(i + 1, epoch)
+          run.manager.wait_until_finished()
+          logging.warning('Preempted at step %d: checkpoint saved, rerun to resume.',
+                          int(state.step))
+          return {'preempted': True, 'step': int(state.step)}
+      ledger.add_time('train', time.time() - start)
+      record = {'epoch': epoch + 1, 'step': int(state.step), 'steps': steps - skip,
+                **_summarise(jax.device_get(sums), 'train_'), **run.evaluate(state, ledger)}
+      progress['history'].append(record)
+      run.log_scalars(int(state.step), record)
+      logging.info('epoch %d: %s', epoch + 1, record)
+      if run.is_writer:
+        bar.write(_epoch_line(record, len(progress['rounds']) and keep.mean()))
+      progress['step_in_epoch'] = 0
+      if (epoch + 1) % config.train.checkpoint_every_epochs == 0 or epoch + 1 == num_epochs:
+        save(0, epoch + 1)
+  finally:
+    bar.close()
+    preemption.restore()
+    run.manager.wait_until_finished()
+
+  summary = _write_summary(run, progress, keep, ledger)
+  return summary
+
+
+def _epoch_line(record: dict[str, Any], kept_share: float) -> str:
+  """One console line per epoch: train/test accuracy of every exit, final last."""
+  fmt = lambda accs: '/'.join(f'{a:.3f}' for a in accs)
+  kept = f'  kept {kept_share:.1%}' if kept_share else ''
+  return (f"epoch {record['epoch']:>3}  step {record['step']:>7}  "
+          f"train acc {fmt(record['train_accuracy'])}  test acc {fmt(record['eval_accuracy'])}"
+          f"{kept}")
+
+
+def _check_finite(host_sums: dict[str, Any], manager: Any) -> None:
+  """Stops the run at the first non-finite loss; the last good checkpoint stays."""
+  bad = int(host_sums['first_bad_step'])
+  if bad >= 0:
+    manager.wait_until_finished()
+    raise FloatingPointError(
+        f'non-finite loss at step {bad}; stopping. The last good checkpoint (step '
+        f'{manager.latest_step()}) is kept: lower train.learning_rate or check the data.')
+
+
+def _prune_round(run: _Run, state: TrainState, keep: np.ndarray, progress: dict[str, Any],
+                 ledger: ledger_lib.Ledger, rng: np.random.Generator,
+                 target: int) -> np.ndarray:
+  """Scores the training set if the method needs it, prunes, writes scores and mask."""
+  config, round_index = run.config, progress['rounds_done']
+  scores = None
+  if pruning_methods.needs_scores(config.prune.method):
+    start = time.time()
+    scores = scoring.score_dataset(run.p_score_step, state, run.pipeline.eval_batches('train'),
+                                   run.num_train)
+    ledger.examples_scored += run.num_train
+    ledger.scoring_passes += 1
+    ledger.add_time('score', time.time() - start)
+  result = pruning_methods.prune(config.prune, scores=scores, labels=run.pipeline.train_labels,
+                                 prior_keep=keep, target_pruned=target, rng=rng)
+  stats = masks.mask_stats(result.keep, run.pipeline.train_labels, run.info.num_classes)
+  info = {'round': round_index, 'epoch': progress['epoch'], 'step': int(state.step),
+          'target_pruned': result.target_pruned, 'shortfall': result.shortfall,
+          'cutoff': None if np.isnan(result.cutoff) else result.cutoff,
+          'num_pruned': stats['num_pruned'], 'pruned_fraction': stats['pruned_fraction']}
+  if result.shortfall:
+    logging.warning('Pruning round %d: only %d of the %d examples to prune were eligible.',
+                    round_index, result.target_pruned - result.shortfall, result.target_pruned)
+  logging.info('Pruning round %d: %s', round_index, info)
+  if run.is_writer:
+    arrays = dict(scores) if scores is not None else {
+        'index': np.arange(run.num_train), 'label': run.pipeline.train_labels}
+    arrays['keep'] = result.keep
+    root = workdir_lib.epath.Path(run.workdir)
+    workdir_lib.write_npz(root / f'scores_round{round_index}.npz', **arrays)
+    workdir_lib.write_npz(root / 'scores.npz', **arrays)
+    workdir_lib.write_npy(root / 'keep_mask.npy', result.keep)
+  progress['rounds'].append(info)
+  progress['rounds_done'] = round_index + 1
+  return result.keep
+
+
+def _write_summary(run: _Run, progress: dict[str, Any], keep: np.ndarray,
+                   ledger: ledger_lib.Ledger) -> dict[str, Any]:
+  """The run's summary.json: config, per-exit test accuracy, pruning, cost ledger."""
+  config = run.config
+  full_steps = config.train.num_epochs * run.pipeline.steps_per_epoch(None)
+  final = progress['history'][-1] if progress['history'] else {}
+  summary = {
+      'config': workdir_lib.config_to_dict(config),
+      'exit_blocks': list(models.exit_blocks(config.model)),
+      'macs_per_exit': run.exit_macs,
+      'test_accuracy': final.get('eval_accuracy'),
+      'test_loss': final.get('eval_loss'),
+      'pruning': {**masks.mask_stats(keep, run.pipeline.train_labels, run.info.num_classes),
+                  'rounds': progress['rounds']},
+      'ledger': ledger.report(forward_macs=run.forward_macs,
+                              full_data_examples=full_steps * config.train.batch_size),
+      'history': progress['history'],
+      'devices': jax.device_count(),
+      'processes': jax.process_count(),
+  }
+  if run.is_writer:
+    workdir_lib.write_json(workdir_lib.epath.Path(run.workdir) / 'summary.json', summary)
+  return summary

@@ -1,0 +1,92 @@
+"""What a run leaves in its workdir, and writing it without ever leaving half a file.
+
+Layout of a workdir:
+  config.json          the run's config (a resumed run must match it)
+  checkpoints/         Orbax CheckpointManager: train state, keep mask, progress + ledger
+  scores.npz           the latest scoring pass: per-example arrays and the keep mask
+  scores_round{r}.npz  every scoring pass (round r = 0, 1, ...)
+  keep_mask.npy        the current keep mask (bool [N], canonical index order)
+  summary.json         config, test accuracy per exit, pruning statistics, cost ledger
+  tensorboard/         TensorBoard event files
+Works with local paths and gs:// URLs (through etils.epath, as Orbax does).
+"""
+
+import io
+import json
+import os
+from typing import Any
+
+from etils import epath
+import ml_collections
+import numpy as np
+
+# Fields a resumed run may change without changing the run itself.
+MUTABLE_FIELDS = frozenset({
+    'data.data_dir', 'data.npz_path', 'train.log_every_steps', 'train.progress_bar',
+    'train.checkpoint_every_epochs', 'train.keep_checkpoints',
+})
+
+
+def _write_bytes_atomic(path: epath.Path, data: bytes) -> None:
+  tmp = path.parent / f'.{path.name}.tmp-{os.getpid()}'
+  tmp.write_bytes(data)
+  tmp.replace(path)  # a reader sees the old file or the new one, never a partial one
+
+
+def write_json(path: epath.PathLike, obj: Any) -> None:
+  """Writes JSON atomically (temporary name, then rename)."""
+  _write_bytes_atomic(epath.Path(path), (json.dumps(obj, indent=2, sort_keys=True) + '\n').encode())
+
+
+def write_npz(path: epath.PathLike, **arrays: np.ndarray) -> None:
+  """Writes an uncompressed .npz atomically."""
+  buf = io.BytesIO()
+  np.savez(buf, **arrays)
+  _write_bytes_atomic(epath.Path(path), buf.getvalue())
+
+
+def write_npy(path: epath.PathLike, array: np.ndarray) -> None:
+  """Writes a .npy atomically."""
+  buf = io.BytesIO()
+  np.save(buf, array)
+  _write_bytes_atomic(epath.Path(path), buf.getvalue())
+
+
+def read_json(path: epath.PathLike) -> Any:
+  """Reads a JSON file."""
+  return json.loads(epath.Path(path).read_text())
+
+
+def _flatten(d: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v
+  return out
+
+
+def config_to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """A JSON round-trippable dict of the config (tuples become lists)."""
+  return json.loads(config.to_json())
+
+
+def check_or_write_config(workdir: epath.PathLike, config: ml_collections.ConfigDict,
+                          is_writer: bool) -> None:
+  """Stores the config in a new workdir, or checks that it matches the run stored there."""
+  path = epath.Path(workdir) / 'config.json'
+  current = config_to_dict(config)
+  if path.exists():
+    stored = _flatten(read_json(path))
+    now = _flatten(current)
+    changed = sorted(k for k in stored.keys() | now.keys()
+                     if k not in MUTABLE_FIELDS and stored.get(k) != now.get(k))
+    if changed:
+      details = '; '.join(f'{k}: stored {stored.get(k)!r}, now {now.get(k)!r}' for k in changed[:5])
+      raise ValueError(
+          f'workdir {workdir} holds a run of a different config ({details}). Resume it with '
+          f'the same config, or pass a new --workdir for a new run.')
+  elif is_writer:
+    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+    write_json(path, current)

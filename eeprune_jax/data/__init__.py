@@ -1,0 +1,116 @@
+"""Input pipelines: data set sources, a tf.data backend and a device-resident backend.
+
+`create_pipeline` picks `config.data.backend`:
+
+* 'device' (`eeprune_jax.data.device`): the whole split lives on every device as uint8,
+  augmentation runs in JAX, only int32 index batches cross host->device. No TensorFlow
+  needed for the 'digits' and 'npz' sources. The fast path for CIFAR-scale data.
+* 'tfdata' (`eeprune_jax.data.tfdata`): a tf.data pipeline on the host; each process
+  reads its own contiguous part of the split. For data that does not fit on device.
+
+THE INVARIANT: every training example has a stable index 0..N-1, its position in the
+canonical order of its split (see `sources`); keep masks (bool [N]), per-example scores
+and the `index` field of every batch agree on it on every host and device.
+
+Every batch is a dict of global jax.Arrays sharded `NamedSharding(mesh, P('batch'))`
+with leading dim = the global batch size: `image` float32 [B,H,W,C] ((x - mean) / std),
+`label` int32 [B], `index` int32 [B], `valid` bool [B]. Training batches are all valid.
+Eval/scoring batches visit every index exactly once; the last batch is padded with rows
+that have valid=False, index=-1, label=0 and an all-zero image.
+"""
+
+from typing import Any, Iterator
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from eeprune_jax.data import sources
+from eeprune_jax.data.sources import DatasetInfo, DatasetNotPreparedError, dataset_info
+
+PAD_INDEX = -1  # `index` of padded eval rows (valid=False).
+
+
+class Pipeline:
+  """The interface both backends implement (see the module docstring)."""
+
+  info: DatasetInfo
+  train_labels: np.ndarray  # int32 [num_train], canonical order.
+
+  def __init__(self, data_config: Any, *, batch_size: int, eval_batch_size: int,
+               mesh: Mesh, seed: int):
+    self.data_config = data_config
+    self.batch_size = batch_size
+    self.eval_batch_size = eval_batch_size
+    self.mesh = mesh
+    self.seed = seed
+    self.info = dataset_info(data_config)
+    if data_config.augment not in ('cifar', 'imagenet', 'none'):
+      raise ValueError(f"config.data.augment must be 'cifar', 'imagenet' or 'none', not "
+                       f'{data_config.augment!r}.')
+    for what, bs in (('batch_size', batch_size), ('eval_batch_size', eval_batch_size)):
+      if bs <= 0 or bs % jax.device_count():
+        raise ValueError(f'{what} {bs} must be a positive multiple of the device count '
+                         f'{jax.device_count()}.')
+
+  def kept_indices(self, keep_mask: np.ndarray | None) -> np.ndarray:
+    """Sorted kept indices (int64) after validating the mask; all indices for None."""
+    n = self.info.num_train
+    if keep_mask is None:
+      return np.arange(n)
+    keep_mask = np.asarray(keep_mask)
+    if keep_mask.shape != (n,):
+      length = keep_mask.shape[0] if keep_mask.ndim == 1 else keep_mask.shape
+      raise ValueError(f'keep mask has length {length} but data set '
+                       f'{self.info.name!r} (split {self.data_config.train_split!r}) has '
+                       f'{n} training examples.')
+    if keep_mask.dtype != np.bool_:
+      raise ValueError(f'keep mask must be bool, got {keep_mask.dtype}.')
+    return np.flatnonzero(keep_mask)
+
+  def steps_per_epoch(self, keep_mask: np.ndarray | None) -> int:
+    """num_kept // batch_size (drop remainder); ValueError if fewer kept than a batch."""
+    kept = len(self.kept_indices(keep_mask))
+    if kept < self.batch_size:
+      raise ValueError(f'only {kept} training examples of {self.info.name!r} are kept, '
+                       f'fewer than one batch of {self.batch_size}.')
+    return kept // self.batch_size
+
+  def num_eval_steps(self, split: str) -> int:
+    """Number of (padded) batches `eval_batches(split)` yields."""
+    raise NotImplementedError
+
+  def train_epoch(self, epoch: int, keep_mask: np.ndarray | None
+                  ) -> Iterator[dict[str, jax.Array]]:
+    """Exactly steps_per_epoch(keep_mask) augmented global batches of kept examples."""
+    raise NotImplementedError
+
+  def eval_batches(self, split: str) -> Iterator[dict[str, jax.Array]]:
+    """Un-augmented batches of split 'train' or 'eval', every index once, last padded."""
+    raise NotImplementedError
+
+  def _num_split(self, split: str) -> int:
+    if split == 'train':
+      return self.info.num_train
+    if split == 'eval':
+      return self.info.num_eval
+    raise ValueError(f"split must be 'train' or 'eval', not {split!r}.")
+
+
+def create_pipeline(data_config: Any, *, batch_size: int, eval_batch_size: int,
+                    mesh: Mesh, seed: int) -> Pipeline:
+  """The input pipeline of `config.data.backend` ('device' or 'tfdata')."""
+  kwargs = dict(batch_size=batch_size, eval_batch_size=eval_batch_size, mesh=mesh, seed=seed)
+  backend = data_config.backend
+  # Imported here so that the device backend never pulls in TensorFlow.
+  if backend == 'device':
+    from eeprune_jax.data import device  # pylint: disable=g-import-not-at-top
+    return device.DevicePipeline(data_config, **kwargs)
+  if backend == 'tfdata':
+    from eeprune_jax.data import tfdata  # pylint: disable=g-import-not-at-top
+    return tfdata.TfDataPipeline(data_config, **kwargs)
+  raise ValueError(f"config.data.backend must be 'device' or 'tfdata', not {backend!r}.")
+
+
+__all__ = ['DatasetInfo', 'DatasetNotPreparedError', 'PAD_INDEX', 'Pipeline',
+           'create_pipeline', 'dataset_info', 'sources']

@@ -1,0 +1,226 @@
+"""tf.data input pipeline on the host (for data that does not fit on device).
+
+Each process reads its own contiguous part [start, end) of the split
+(`sources.process_range`); the example at position k of that part has index start + k
+(see `sources` for the canonical order). The keep mask is global.
+
+Training (one tf.data pipeline per epoch): enumerate -> filter by the keep mask (a bool
+table gathered by index) -> shuffle (buffer: all kept local examples up to
+SHUFFLE_BUFFER, seed from (seed, epoch)) -> repeat -> decode -> augment -> normalise ->
+batch(local batch, drop_remainder) -> take(steps_per_epoch) -> prefetch. Augmentation
+uses stateless TF random ops seeded by (seed, epoch, index), so the batches depend only
+on (seed, epoch, keep mask). With several processes a host whose part keeps fewer than
+steps * local batch examples wraps around (repeat) so that all hosts yield the same
+number of batches; on one process every batch holds distinct kept examples.
+
+Augmentation by `config.data.augment`: 'cifar' = zero padding of 4 + random image_size
+crop + horizontal flip; 'imagenet' = random resized crop (sample_distorted_bounding_box,
+area 8%..100%, ratio 3/4..4/3) resized to image_size + flip, eval = resize of the shorter
+side to image_size / 0.875 and a central image_size crop; 'none'. For 'cifar'/'none' (and
+all 'digits'/'npz' images) images are brought to image_size as in `sources.load_arrays`,
+so with augment='none' this backend and the device backend yield identical images.
+
+Eval/scoring: every process yields num_eval_steps(split) batches; short and missing
+batches are padded with valid=False rows so the global batches line up.
+"""
+
+import functools
+from typing import Any, Iterator
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from eeprune_jax import parallel
+from eeprune_jax.data import PAD_INDEX, Pipeline, sources
+from eeprune_jax.data.sources import ceil_div
+
+SHUFFLE_BUFFER = 65_536  # examples; holds encoded images for TFDS sources.
+IMAGENET_CROP_FRACTION = 0.875
+
+
+@functools.lru_cache(maxsize=1)
+def _tf() -> Any:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  # tf.data runs on the host; keep TF away from the accelerators JAX uses.
+  try:
+    tf.config.set_visible_devices([], 'GPU')
+    tf.config.set_visible_devices([], 'TPU')
+  except (RuntimeError, ValueError):
+    pass  # devices already initialised, or no such device type.
+  return tf
+
+
+def _derive_seed(*parts: int) -> int:
+  """A 31-bit seed that depends on all parts (stable across runs and hosts)."""
+  return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0] >> 1)
+
+
+class TfDataPipeline(Pipeline):
+  """tf.data on the host; see the module docstring."""
+
+  def __init__(self, data_config: Any, *, batch_size: int, eval_batch_size: int,
+               mesh: Mesh, seed: int):
+    super().__init__(data_config, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                     mesh=mesh, seed=seed)
+    self._tf = _tf()
+    self._local_bs = parallel.local_batch_size(batch_size)
+    self._local_eval_bs = parallel.local_batch_size(eval_batch_size)
+    self._pid, self._nproc = jax.process_index(), jax.process_count()
+    self._is_tfds = data_config.source == 'tfds'
+    self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    self._train_labels: np.ndarray | None = None
+    if self._is_tfds:
+      self._decode = sources.tfds_decode_fn(data_config)
+    channels = self.info.image_shape[-1]
+    self._mean = np.asarray(self.info.mean, np.float32).reshape(1, 1, channels)
+    self._std = np.asarray(self.info.std, np.float32).reshape(1, 1, channels)
+
+  @property
+  def train_labels(self) -> np.ndarray:  # pytype: disable=signature-mismatch
+    """int32 [num_train] labels in canonical order (read once, on first use)."""
+    if self._train_labels is None:
+      if self._is_tfds:
+        self._train_labels = sources.load_labels(self.data_config, 'train')
+      else:
+        self._train_labels = self._numpy('train')[1]
+    return self._train_labels
+
+  def _numpy(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+    if split not in self._arrays:
+      images, labels = sources.load_arrays(self.data_config, split)
+      self._arrays[split] = images, labels.astype(np.int32)
+    return self._arrays[split]
+
+  def _range(self, split: str) -> tuple[int, int]:
+    return sources.process_range(self._num_split(split), self._pid, self._nproc)
+
+  def _source(self, split: str, start: int, end: int) -> Any:
+    """(index int64, image, label int32) of examples [start, end); images still encoded
+    for TFDS sources, uint8 at image_size otherwise."""
+    tf = self._tf
+    if self._is_tfds:
+      ds = sources.tfds_encoded_dataset(self.data_config, split, start, end)
+    else:
+      images, labels = self._numpy(split)
+      ds = tf.data.Dataset.from_tensor_slices((images[start:end], labels[start:end]))
+    return ds.enumerate(start).map(lambda i, x: (i, x[0], tf.cast(x[1], tf.int32)))
+
+  def _decode_image(self, image: Any) -> Any:
+    """uint8 [H, W, C]: at image_size, except TFDS images for 'imagenet' (stored size)."""
+    if not self._is_tfds:
+      return image  # load_arrays already brought it to image_size.
+    image = self._decode(image)
+    if self.data_config.augment == 'imagenet':
+      return image  # the crops resize from the stored image.
+    return sources.tf_resize_uint8(image, self.data_config.image_size)
+
+  def _preprocess(self, index: Any, image: Any, label: Any, aug_seed: int, *,
+                  train: bool) -> dict[str, Any]:
+    tf = self._tf
+    size, kind = self.data_config.image_size, self.data_config.augment
+    image = self._decode_image(image)
+    if kind == 'imagenet' and self._is_tfds and not train:
+      image = self._imagenet_eval(image)
+    if train and kind != 'none':
+      seeds = tf.random.experimental.stateless_split(
+          tf.stack([tf.constant(aug_seed, tf.int64), tf.cast(index, tf.int64)]), 3)
+      if kind == 'cifar':
+        pad = 4
+        image = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
+        image = tf.image.stateless_random_crop(image, (size, size, image.shape[-1]), seeds[0])
+      else:
+        image = self._imagenet_crop(image, seeds[0])
+      image = tf.image.stateless_random_flip_left_right(image, seeds[1])
+    image = (tf.cast(image, tf.float32) - self._mean) / self._std
+    return {'image': image, 'label': label, 'index': tf.cast(index, tf.int32),
+            'valid': tf.constant(True)}
+
+  def _imagenet_crop(self, image: Any, seed: Any) -> Any:
+    tf = self._tf
+    size = self.data_config.image_size
+    begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.shape(image), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed,
+        min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3), area_range=(0.08, 1.0),
+        max_attempts=10, use_image_if_no_bounding_boxes=True)
+    crop = tf.slice(image, begin, crop_size)
+    out = tf.image.resize(crop, (size, size), method='bilinear', antialias=True)
+    out = tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8)
+    return tf.ensure_shape(out, (size, size, self.info.image_shape[-1]))
+
+  def _imagenet_eval(self, image: Any) -> Any:
+    tf = self._tf
+    size = self.data_config.image_size
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    resize_to = size / IMAGENET_CROP_FRACTION
+    scale = resize_to / tf.reduce_min(shape)
+    new_hw = tf.cast(tf.round(shape * scale), tf.int32)
+    image = tf.image.resize(image, new_hw, method='bilinear', antialias=True)
+    top = (new_hw[0] - size) // 2
+    left = (new_hw[1] - size) // 2
+    image = tf.slice(image, [top, left, 0], [size, size, -1])
+    image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+    return tf.ensure_shape(image, (size, size, self.info.image_shape[-1]))
+
+  def train_epoch(self, epoch: int, keep_mask: np.ndarray | None
+                  ) -> Iterator[dict[str, jax.Array]]:
+    """Exactly steps_per_epoch(keep_mask) augmented global batches of kept examples."""
+    tf = self._tf
+    steps = self.steps_per_epoch(keep_mask)
+    kept = self.kept_indices(keep_mask)
+    start, end = self._range('train')
+    local_kept = int(np.count_nonzero((kept >= start) & (kept < end)))
+    if local_kept == 0:
+      raise ValueError(f'process {self._pid} reads examples [{start}, {end}) of '
+                       f'{self.info.name!r} but the keep mask keeps none of them.')
+    ds = self._source('train', start, end)
+    if keep_mask is not None:
+      table = tf.constant(np.asarray(keep_mask, bool))
+      ds = ds.filter(lambda i, img, lab: tf.gather(table, i))
+    ds = ds.shuffle(min(local_kept, SHUFFLE_BUFFER), seed=_derive_seed(self.seed, epoch, 0),
+                    reshuffle_each_iteration=True)
+    aug_seed = _derive_seed(self.seed, epoch, 1)
+    ds = ds.repeat().map(
+        lambda i, img, lab: self._preprocess(i, img, lab, aug_seed, train=True),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(self._local_bs, drop_remainder=True).take(steps).prefetch(tf.data.AUTOTUNE)
+    return self._to_global(ds.as_numpy_iterator())
+
+  def num_eval_steps(self, split: str) -> int:
+    """Batches per process: enough for the largest per-process part."""
+    n = self._num_split(split)
+    largest = max(e - s for s, e in (sources.process_range(n, p, self._nproc)
+                                     for p in range(self._nproc)))
+    return ceil_div(largest, self._local_eval_bs)
+
+  def eval_batches(self, split: str) -> Iterator[dict[str, jax.Array]]:
+    """Un-augmented batches of split 'train' or 'eval', every index once, last padded."""
+    tf = self._tf
+    start, end = self._range(split)
+    steps = self.num_eval_steps(split)
+    ds = self._source(split, start, end).map(
+        lambda i, img, lab: self._preprocess(i, img, lab, 0, train=False),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(self._local_eval_bs).prefetch(tf.data.AUTOTUNE)
+    return self._to_global(self._padded(ds.as_numpy_iterator(), steps))
+
+  def _padded(self, batches: Iterator[dict[str, np.ndarray]], steps: int
+              ) -> Iterator[dict[str, np.ndarray]]:
+    b = self._local_eval_bs
+    pad_row = {'image': np.zeros(self.info.image_shape, np.float32),
+               'label': np.int32(0), 'index': np.int32(PAD_INDEX), 'valid': np.False_}
+    done = 0
+    for batch in batches:
+      n = len(batch['index'])
+      if n < b:
+        batch = {k: np.concatenate([v, np.repeat(pad_row[k][None], b - n, axis=0)])
+                 for k, v in batch.items()}
+      yield batch
+      done += 1
+    for _ in range(steps - done):
+      yield {k: np.repeat(v[None], b, axis=0) for k, v in pad_row.items()}
+
+  def _to_global(self, batches: Iterator[dict[str, np.ndarray]]
+                 ) -> Iterator[dict[str, jax.Array]]:
+    for batch in batches:
+      yield parallel.host_to_global(self.mesh, batch)

@@ -1,0 +1,334 @@
+"""Tests of eeprune_jax.data: sources, the tf.data and the device-resident backends."""
+
+import os
+
+# 8 CPU devices for the multi-device tests; must precede the first jax import.
+os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=8'
+
+import io  # pylint: disable=g-import-not-at-top,wrong-import-position
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from eeprune_jax import config_base, parallel
+from eeprune_jax import data
+from eeprune_jax.data import sources
+
+SHARED = pathlib.Path(__file__).parents[2] / 'shared' / 'data'
+SHARED_TFDS = SHARED / 'tfds'
+SHARED_NPZ = SHARED / 'cifar10' / 'cifar10_jpeg.npz'
+needs_shared_tfds = pytest.mark.skipif(
+    not (SHARED_TFDS / 'cifar10').exists(),
+    reason=f'shared CIFAR-10 TFDS copy not found at {SHARED_TFDS}')
+needs_shared_npz = pytest.mark.skipif(
+    not SHARED_NPZ.exists(), reason=f'shared CIFAR-10 JPEG npz not found at {SHARED_NPZ}')
+
+BACKENDS = ('device', 'tfdata')
+BATCH, EVAL_BATCH = 64, 48  # 1,437 digits train examples: divisible by neither, nor by 8.
+
+
+@pytest.fixture(scope='module')
+def mesh():
+  assert jax.device_count() == 8, 'XLA_FLAGS must be set before jax is imported'
+  return parallel.make_mesh()
+
+
+def _config(**overrides):
+  cfg = config_base.base_config().data
+  for k, v in overrides.items():
+    cfg[k] = v
+  return cfg
+
+
+def _pipeline(mesh, batch_size=BATCH, eval_batch_size=EVAL_BATCH, seed=0, **overrides):
+  return data.create_pipeline(_config(**overrides), batch_size=batch_size,
+                              eval_batch_size=eval_batch_size, mesh=mesh, seed=seed)
+
+
+def _fetch(batches):
+  batches = list(batches)
+  return batches, {k: np.concatenate([np.asarray(b[k]) for b in batches])
+                   for k in batches[0]}
+
+
+def _check_batch(batch, mesh, global_batch, image_shape):
+  assert set(batch) == {'image', 'label', 'index', 'valid'}
+  expected = {'image': (np.float32, (global_batch,) + image_shape),
+              'label': (np.int32, (global_batch,)), 'index': (np.int32, (global_batch,)),
+              'valid': (np.bool_, (global_batch,))}
+  for k, (dtype, shape) in expected.items():
+    v = batch[k]
+    assert isinstance(v, jax.Array) and v.dtype == dtype and v.shape == shape, k
+    assert v.sharding.mesh == mesh and v.sharding.spec[0] == 'batch', (k, v.sharding)
+    assert v.sharding.is_equivalent_to(
+        jax.sharding.NamedSharding(mesh, P('batch', *[None] * (v.ndim - 1))), v.ndim)
+
+
+def _check_eval_cover(pipe, split, mesh):
+  n = pipe.info.num_train if split == 'train' else pipe.info.num_eval
+  batches, cat = _fetch(pipe.eval_batches(split))
+  assert len(batches) == pipe.num_eval_steps(split) == -(-n // pipe.eval_batch_size)
+  for b in batches:
+    _check_batch(b, mesh, pipe.eval_batch_size, pipe.info.image_shape)
+  valid = cat['valid']
+  np.testing.assert_array_equal(np.sort(cat['index'][valid]), np.arange(n))
+  assert (cat['index'][~valid] == data.PAD_INDEX).all()
+  assert not cat['image'][~valid].any()
+  return cat
+
+
+# --- digits, both backends -------------------------------------------------------------
+
+
+def test_digits_info():
+  info = data.dataset_info(_config(image_size=16))
+  assert (info.num_train, info.num_eval, info.num_classes) == (1437, 360, 10)
+  assert info.image_shape == (16, 16, 1) and len(info.mean) == len(info.std) == 1
+  images, labels = sources.load_arrays(_config(image_size=16), 'eval')
+  assert images.shape == (360, 16, 16, 1) and images.dtype == np.uint8
+  assert labels.dtype == np.int32 and set(labels) == set(range(10))
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_eval_covers_every_index_once(backend, mesh):
+  pipe = _pipeline(mesh, backend=backend)
+  cat = _check_eval_cover(pipe, 'train', mesh)
+  valid = cat['valid']
+  np.testing.assert_array_equal(cat['label'][valid], pipe.train_labels[cat['index'][valid]])
+  _check_eval_cover(pipe, 'eval', mesh)
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_train_mask_steps_and_determinism(backend, mesh):
+  pipe = _pipeline(mesh, backend=backend)
+  n = pipe.info.num_train
+  assert pipe.steps_per_epoch(None) == n // BATCH
+  mask = np.random.default_rng(0).random(n) < 0.6
+  steps = pipe.steps_per_epoch(mask)
+  assert steps == mask.sum() // BATCH
+  batches, cat = _fetch(pipe.train_epoch(2, mask))
+  assert len(batches) == steps
+  _check_batch(batches[0], mesh, BATCH, pipe.info.image_shape)
+  assert cat['valid'].all()
+  assert mask[cat['index']].all(), 'a pruned example was served'
+  assert len(np.unique(cat['index'])) == steps * BATCH
+  np.testing.assert_array_equal(cat['label'], pipe.train_labels[cat['index']])
+  _, again = _fetch(pipe.train_epoch(2, mask))
+  for k in cat:
+    np.testing.assert_array_equal(cat[k], again[k])
+  _, other = _fetch(pipe.train_epoch(3, mask))
+  assert not np.array_equal(cat['index'], other['index'])
+  # Augmentation is on: the same examples differ from their un-augmented view.
+  first = next(pipe.eval_batches('train'))
+  assert not np.array_equal(np.asarray(first['image']), cat['image'][:EVAL_BATCH])
+
+
+def test_backends_agree_without_augmentation(mesh):
+  cats = {b: _fetch(_pipeline(mesh, backend=b, augment='none').eval_batches('train'))[1]
+          for b in BACKENDS}
+  for k in ('index', 'label', 'valid'):
+    np.testing.assert_array_equal(cats['device'][k], cats['tfdata'][k])
+  np.testing.assert_allclose(cats['device']['image'], cats['tfdata']['image'], atol=1e-5)
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_imagenet_augment_runs(backend, mesh):
+  pipe = _pipeline(mesh, backend=backend, augment='imagenet', image_size=24)
+  batch = next(pipe.train_epoch(0, None))
+  _check_batch(batch, mesh, BATCH, (24, 24, 1))
+  assert np.isfinite(np.asarray(batch['image'])).all()
+
+
+def test_mask_errors(mesh):
+  pipe = _pipeline(mesh, backend='device')
+  with pytest.raises(ValueError, match=r'1436.*digits.*1437|digits.*1437.*1436'):
+    pipe.steps_per_epoch(np.ones(1436, bool))
+  with pytest.raises(ValueError, match='1436'):
+    next(pipe.train_epoch(0, np.ones(1436, bool)))
+  with pytest.raises(ValueError, match='fewer than one batch'):
+    pipe.steps_per_epoch(np.arange(1437) < 10)
+
+
+def test_device_backend_without_tensorflow():
+  code = textwrap.dedent("""
+      import sys
+      sys.modules['tensorflow'] = None  # any import of TensorFlow now fails
+      sys.modules['tensorflow_datasets'] = None
+      import numpy as np
+      from eeprune_jax import config_base, parallel, data
+      from eeprune_jax.data import device
+      cfg = config_base.base_config().data
+      pipe = data.create_pipeline(cfg, batch_size=32, eval_batch_size=64,
+                                  mesh=parallel.make_mesh(), seed=1)
+      assert isinstance(pipe, device.DevicePipeline)
+      b = next(pipe.train_epoch(0, np.arange(1437) % 3 > 0))
+      assert b['image'].shape == (32, 32, 32, 1)
+      n = sum(int(b['valid'].sum()) for b in pipe.eval_batches('eval'))
+      assert n == 360, n
+      print('OK')
+  """)
+  env = dict(os.environ, XLA_FLAGS='')
+  root = str(pathlib.Path(__file__).parents[1])
+  env['PYTHONPATH'] = os.pathsep.join([root] + [p for p in [env.get('PYTHONPATH')] if p])
+  res = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                       env=env, timeout=120, check=False)
+  assert res.returncode == 0 and 'OK' in res.stdout, res.stderr[-3000:]
+
+
+# --- npz ---------------------------------------------------------------------------------
+
+
+def test_npz_raw_layout(tmp_path, mesh):
+  rng = np.random.default_rng(0)
+  path = tmp_path / 'toy.npz'
+  np.savez(path, images=rng.integers(0, 256, (77, 20, 20), np.uint8),
+           labels=rng.integers(0, 5, 77), test_images=rng.integers(0, 256, (30, 20, 20),
+                                                                   np.uint8),
+           test_labels=rng.integers(0, 5, 30))
+  cfg = dict(source='npz', npz_path=str(path), image_size=16)
+  info = data.dataset_info(_config(**cfg))
+  assert (info.num_train, info.num_eval, info.image_shape) == (77, 30, (16, 16, 1))
+  assert info.num_classes == 5 and info.mean == (127.5,)
+  images, labels = sources.load_arrays(_config(**cfg), 'train')
+  assert images.shape == (77, 16, 16, 1) and labels.dtype == np.int32
+  for backend in BACKENDS:
+    pipe = _pipeline(mesh, batch_size=16, eval_batch_size=16, backend=backend, **cfg)
+    _check_eval_cover(pipe, 'train', mesh)
+  with pytest.raises(KeyError, match=r"toy\.npz.*'val_images'"):
+    data.dataset_info(_config(**cfg, eval_split='val'))
+
+
+def test_npz_missing_key_named(tmp_path):
+  path = tmp_path / 'bad.npz'
+  np.savez(path, images=np.zeros((4, 8, 8), np.uint8))
+  with pytest.raises(KeyError, match=r"bad\.npz.*'labels'"):
+    sources.load_arrays(_config(source='npz', npz_path=str(path)), 'train')
+
+
+@needs_shared_npz
+def test_npz_jpeg_layout(tmp_path, mesh):
+  with np.load(SHARED_NPZ) as f:
+    info = data.dataset_info(_config(source='npz', npz_path=str(SHARED_NPZ), name='cifar10'))
+    assert (info.num_train, info.num_eval, info.num_classes) == (50000, 10000, 10)
+    assert info.image_shape == (32, 32, 3) and info.mean[0] == pytest.approx(125.307)
+    assert info.class_names == tuple(str(c) for c in f['class_names'])
+    # A small copy in the same layout, so the full decode stays fast.
+    small = {}
+    for split, n in (('train', 100), ('test', 40)):
+      off = f[f'{split}_offsets'][:n + 1]
+      small[f'{split}_jpeg'] = f[f'{split}_jpeg'][:off[-1]]
+      small[f'{split}_offsets'] = off
+      small[f'{split}_labels'] = f[f'{split}_labels'][:n]
+    small['class_names'] = f['class_names']
+  path = tmp_path / 'small_jpeg.npz'
+  np.savez(path, **small)
+  cfg = dict(source='npz', npz_path=str(path), name='cifar10')
+  images, labels = sources.load_arrays(_config(**cfg), 'eval')
+  assert images.shape == (40, 32, 32, 3) and images.dtype == np.uint8
+  np.testing.assert_array_equal(labels, small['test_labels'])
+  for backend in BACKENDS:
+    pipe = _pipeline(mesh, batch_size=32, eval_batch_size=32, backend=backend, **cfg)
+    assert pipe.steps_per_epoch(None) == 3
+    _check_eval_cover(pipe, 'eval', mesh)
+
+
+# --- TFDS --------------------------------------------------------------------------------
+
+
+def test_tfds_not_prepared_error(tmp_path):
+  cfg = _config(source='tfds', name='cifar100', data_dir=str(tmp_path))
+  with pytest.raises(data.DatasetNotPreparedError) as e:
+    data.dataset_info(cfg)
+  msg = str(e.value)
+  assert 'cifar100' in msg and str(tmp_path) in msg and 'tfds build' in msg
+
+
+def _write_tfds_metadata(data_dir, name, split_sizes):
+  """Writes dataset_info.json/features.json as a prepared data set would have them."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  builder = tfds.builder(name, data_dir=str(data_dir))
+  builder.data_path.mkdir(parents=True)
+  template = tfds.core.ShardedFileTemplate(
+      data_dir=builder.data_path, dataset_name=name, filetype_suffix='tfrecord')
+  builder.info.set_splits(tfds.core.SplitDict([
+      tfds.core.SplitInfo(name=s, shard_lengths=[n], num_bytes=0,
+                          filename_template=template.replace(split=s))
+      for s, n in split_sizes.items()]))
+  builder.info.write_to_directory(builder.data_path)
+
+
+def test_tfds_mock_cifar100(tmp_path, mesh):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  _write_tfds_metadata(tmp_path, 'cifar100', {'train': 80, 'test': 40})
+  cfg = dict(source='tfds', name='cifar100', data_dir=str(tmp_path))
+  # The mock yields num_examples for every split; the sources take() what the
+  # metadata says, so 'test' (40) is a prefix of the same fake examples.
+  with tfds.testing.mock_data(num_examples=80, data_dir=str(tmp_path)):
+    info = data.dataset_info(_config(**cfg))
+    assert (info.num_train, info.num_eval, info.num_classes) == (80, 40, 100)
+    assert info.image_shape == (32, 32, 3) and info.mean[0] == pytest.approx(129.3105)
+    cats = {}
+    for backend in BACKENDS:
+      pipe = _pipeline(mesh, batch_size=16, eval_batch_size=24, backend=backend,
+                       augment='none', **cfg)
+      cats[backend] = _check_eval_cover(pipe, 'train', mesh)
+      _check_eval_cover(pipe, 'eval', mesh)
+      mask = np.arange(80) % 4 != 1
+      _, cat = _fetch(pipe.train_epoch(0, mask))
+      assert len(cat['index']) == 48 and mask[cat['index']].all()
+      np.testing.assert_array_equal(cat['label'], pipe.train_labels[cat['index']])
+  np.testing.assert_allclose(cats['device']['image'], cats['tfdata']['image'], atol=1e-5)
+  np.testing.assert_array_equal(cats['device']['label'], cats['tfdata']['label'])
+
+
+SHARED_CFG = dict(source='tfds', name='cifar10', data_dir=str(SHARED_TFDS),
+                  train_split='train[:600]', eval_split='test[:300]', augment='none')
+
+
+@needs_shared_tfds
+def test_shared_cifar10_tfds(mesh):
+  full = data.dataset_info(_config(**{**SHARED_CFG, 'train_split': 'train',
+                                       'eval_split': 'test'}))
+  assert (full.num_train, full.num_eval, full.num_classes) == (50000, 10000, 10)
+  assert full.image_shape == (32, 32, 3)
+  cats = {}
+  for backend in BACKENDS:
+    pipe = _pipeline(mesh, batch_size=64, eval_batch_size=64, backend=backend, **SHARED_CFG)
+    assert pipe.info.num_train == 600 and pipe.steps_per_epoch(None) == 9
+    cats[backend] = _check_eval_cover(pipe, 'eval', mesh)
+    labels = pipe.train_labels
+    assert labels.shape == (600,) and np.bincount(labels, minlength=10).min() > 30
+    mask = np.arange(600) % 3 != 0
+    _, cat = _fetch(pipe.train_epoch(1, mask))
+    assert mask[cat['index']].all() and len(np.unique(cat['index'])) == 384
+    np.testing.assert_array_equal(cat['label'], labels[cat['index']])
+  for k in ('index', 'label', 'valid'):
+    np.testing.assert_array_equal(cats['device'][k], cats['tfdata'][k])
+  np.testing.assert_allclose(cats['device']['image'], cats['tfdata']['image'], atol=1e-5)
+
+
+@needs_shared_tfds
+@needs_shared_npz
+def test_shared_jpeg_npz_matches_tfds():
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  ds = tfds.load('cifar10', split='train[:12]', data_dir=str(SHARED_TFDS), download=False,
+                 shuffle_files=False)
+  # TFDS's 'id' ('train_16399') is the position in the original order the npz keeps.
+  with np.load(SHARED_NPZ) as f:
+    jpeg, offsets, npz_labels = f['train_jpeg'], f['train_offsets'], f['train_labels']
+    for ex in tfds.as_numpy(ds):
+      i = int(ex['id'].decode().split('_')[1])
+      img = np.asarray(Image.open(io.BytesIO(jpeg[offsets[i]:offsets[i + 1]].tobytes())))
+      np.testing.assert_array_equal(img, ex['image'])
+      assert npz_labels[i] == ex['label']
+    np.testing.assert_array_equal(np.bincount(npz_labels), np.full(10, 5000))
+  tfds_images, _ = sources.load_arrays(_config(**SHARED_CFG), 'train')
+  np.testing.assert_array_equal(tfds_images[:12], np.stack(
+      [ex['image'] for ex in tfds.as_numpy(ds)]))

@@ -1,8 +1,8 @@
 """The config schema shared by every config file in `configs/`.
 
-Each `configs/*.py` starts from `base_config()` and overrides fields. Every field
-here is documented in `docs/config.md`; `config_checks.validate` rejects bad values
-before any compute starts.
+Each `configs/*.py` starts from `base_config()` and overrides fields. The comments here
+are the reference for every field; `config_checks.validate` rejects bad values before any
+compute starts.
 """
 
 import ml_collections

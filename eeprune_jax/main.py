@@ -32,6 +32,9 @@ def main(argv):
     # epoch are the console output. Pass -v 0 for INFO logs.
     logging.set_verbosity(logging.WARNING)
   if FLAGS.multihost:
+    # Cross-process collectives on the CPU backend (tests, CPU clusters); TPU and GPU
+    # backends ignore this.
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   logging.info('JAX process %d of %d, %d local / %d global devices (%s).', jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count(),

@@ -6,6 +6,7 @@ example it pruned.
 """
 
 import dataclasses
+import hashlib
 
 import numpy as np
 
@@ -96,4 +97,6 @@ def mask_stats(keep: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
       'num_pruned': int((~keep).sum()),
       'pruned_fraction': float((~keep).mean()) if keep.size else 0.0,
       'pruned_fraction_per_class': pruned_share_by_class(keep, labels, num_classes),
+      # A fingerprint to check that runs, hosts or backends produced the same mask.
+      'keep_mask_sha256': hashlib.sha256(np.packbits(keep).tobytes()).hexdigest(),
   }

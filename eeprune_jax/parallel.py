@@ -33,6 +33,18 @@ def local_batch_size(global_batch_size: int) -> int:
   return global_batch_size // jax.process_count()
 
 
+def replicate(mesh: Mesh, tree: Any) -> Any:
+  """Puts host values (the same on every process) on every device of the mesh.
+
+  Unlike `jax.device_put`, this also works when the mesh spans several processes.
+  """
+  sharding = replicated(mesh)
+  def put(x):
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+  return jax.tree.map(put, tree)
+
+
 def host_to_global(mesh: Mesh, local: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
   """Assembles each host's local rows into global arrays sharded along 'batch'.
 

@@ -149,7 +149,7 @@ def _accumulate(acc: dict[str, jax.Array], metrics: dict[str, jax.Array],
 def _zero_metrics(num_outputs: int, mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
   zeros = {'loss': np.zeros(num_outputs, np.float32), 'correct': np.zeros(num_outputs, np.float32),
            'count': np.float32(0), 'total_loss': np.float32(0), 'first_bad_step': np.int32(-1)}
-  return jax.device_put(zeros, parallel.replicated(mesh))
+  return parallel.replicate(mesh, zeros)
 
 
 def _summarise(sums: dict[str, Any], prefix: str) -> dict[str, Any]:

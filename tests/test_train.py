@@ -2,36 +2,29 @@
 
 import json
 import os
+import pathlib
+import signal
+import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
 import pytest
 
 from eeprune_jax import checkpointing
-from eeprune_jax import config_base
 from eeprune_jax import config_checks
 from eeprune_jax import inspect as inspect_lib
 from eeprune_jax import train
+import tiny_config as tiny_config_lib
+
+TESTS = pathlib.Path(__file__).resolve().parent
 
 
 def tiny_config(**overrides):
-  """A run of a few seconds per epoch: narrow ResNet-20 on 16x16 digits."""
-  config = config_base.base_config()
-  config.data.image_size = 16
-  config.model.name = 'resnet20'
-  config.model.width = 0.5
-  config.model.exits = 'mid'
-  config.train.num_epochs = 3
-  config.train.batch_size = 64
-  config.train.eval_batch_size = 128
-  config.train.learning_rate = 0.05
-  config.train.warmup_epochs = 0.5
-  config.train.log_every_steps = 5
-  config.train.progress_bar = False
-  config.prune.fraction = 0.3
-  config.prune.epoch = 1
+  """tests/tiny_config.py with `section.field` overrides."""
+  config = tiny_config_lib.get_config()
   for key, value in overrides.items():
     section, field = key.split('.')
     config[section][field] = value
@@ -140,3 +133,80 @@ def test_one_device_gives_the_same_masks_as_eight(full_run, tmp_path):
   subprocess.run([sys.executable, '-c', script], check=True, env=env, timeout=600)
   np.testing.assert_array_equal(np.load(tmp_path / 'keep_mask.npy'),
                                 np.load(full_dir / 'keep_mask.npy'))
+
+
+def _main_command(workdir, *flags):
+  """`python -m eeprune_jax.main` on tests/tiny_config.py."""
+  return [sys.executable, '-m', 'eeprune_jax.main', f'--config={TESTS / "tiny_config.py"}',
+          f'--workdir={workdir}', *flags]
+
+
+def _env(devices: int) -> dict[str, str]:
+  return dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+
+
+# Runs main in each process and records that process's view of the final keep mask.
+_HOST_WRAPPER = """
+import json, sys
+import jax
+from absl import app
+from eeprune_jax import main, train
+run = train.train_and_evaluate
+def record(config, workdir):
+  summary = run(config, workdir)
+  with open(f'{workdir}.host{jax.process_index()}.json', 'w') as f:
+    json.dump(summary['pruning'], f)
+  return summary
+train.train_and_evaluate = record
+sys.argv = ['main'] + sys.argv[1:]
+app.run(main.main)
+"""
+
+
+def test_two_hosts_agree_with_one(full_run, tmp_path):
+  """2 processes x 2 CPU devices (jax.distributed on localhost) give the 1-process mask."""
+  full_dir, full_summary = full_run
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    port = s.getsockname()[1]
+  workdir = tmp_path / 'run'
+  procs = [subprocess.Popen(
+      [sys.executable, '-c', _HOST_WRAPPER] + _main_command(workdir)[3:] + [
+          '--multihost', f'--coordinator_address=localhost:{port}', '--num_processes=2',
+          f'--process_id={i}'], env=_env(2), stdout=subprocess.DEVNULL,
+      stderr=subprocess.PIPE, text=True) for i in range(2)]
+  for p in procs:
+    _, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err[-3000:]
+  hosts = [json.loads((tmp_path / f'run.host{i}.json').read_text()) for i in range(2)]
+  expected = full_summary['pruning']['keep_mask_sha256']
+  assert [h['keep_mask_sha256'] for h in hosts] == [expected, expected]
+  np.testing.assert_array_equal(np.load(workdir / 'keep_mask.npy'),
+                                np.load(full_dir / 'keep_mask.npy'))
+  # Checkpoints written once: one directory per saved step, no leftovers from a second writer.
+  steps = sorted(p.name for p in (workdir / 'checkpoints').iterdir())
+  assert steps == sorted(p.name for p in (full_dir / 'checkpoints').iterdir())
+
+
+def test_sigterm_saves_and_a_rerun_continues(full_run, tmp_path):
+  full_dir, full_summary = full_run
+  proc = subprocess.Popen(_main_command(tmp_path), env=_env(1), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+  first_epoch_end = full_summary['history'][0]['step']
+  deadline = time.time() + 300
+  while not (tmp_path / 'checkpoints' / str(first_epoch_end)).exists():
+    assert proc.poll() is None and time.time() < deadline, 'run ended before its first checkpoint'
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 0, err[-3000:]
+  assert 'Preempted at step' in err
+  assert not (tmp_path / 'summary.json').exists()
+  stopped_at = checkpointing.make_manager(tmp_path).latest_step()
+  assert first_epoch_end < stopped_at < full_summary['history'][-1]['step']
+  subprocess.run(_main_command(tmp_path), env=_env(1), check=True, timeout=600,
+                 capture_output=True)
+  np.testing.assert_array_equal(np.load(tmp_path / 'keep_mask.npy'),
+                                np.load(full_dir / 'keep_mask.npy'))
+  summary = json.loads((tmp_path / 'summary.json').read_text())
+  assert summary['history'][-1]['step'] == full_summary['history'][-1]['step']

@@ -26,12 +26,6 @@ from eeprune_jax.data import augment as augment_lib
 from eeprune_jax.data.sources import ceil_div
 
 
-def _replicate(mesh: Mesh, array: np.ndarray) -> jax.Array:
-  # make_array_from_callback also works when the mesh spans several processes.
-  return jax.make_array_from_callback(array.shape, parallel.replicated(mesh),
-                                      lambda idx: array[idx])
-
-
 def _gather(table: jax.Array, idx: jax.Array, sharding: NamedSharding) -> jax.Array:
   # Replicated table, batch-sharded indices: each device gathers its own rows. Meshes
   # with Explicit axes (jax.make_mesh's default) need the output sharding spelled out;
@@ -49,7 +43,7 @@ def _make_batch(images: jax.Array, labels: jax.Array, idx: jax.Array, key: jax.A
   safe = jnp.where(valid, idx, 0)
   x = _gather(images, safe, sharding)
   if train:
-    epoch_key = jax.random.fold_in(key, epoch)
+    epoch_key = jax.random.fold_in(jax.random.wrap_key_data(key), epoch)
     keys = jax.vmap(lambda i: jax.random.fold_in(epoch_key, i))(safe)
     x = augment_lib.augment_batch(x, keys, kind)
   x = augment_lib.normalise(x, mean, std)
@@ -70,11 +64,11 @@ class DevicePipeline(Pipeline):
     self._arrays: dict[str, tuple[jax.Array, jax.Array]] = {}
     images, labels = self._load('train')
     self.train_labels = labels
-    self._arrays['train'] = (_replicate(mesh, images), _replicate(mesh, labels))
-    rep = parallel.replicated(mesh)
-    self._mean = jax.device_put(np.asarray(self.info.mean, np.float32), rep)
-    self._std = jax.device_put(np.asarray(self.info.std, np.float32), rep)
-    self._key = jax.device_put(jax.random.key(seed), rep)
+    self._arrays['train'] = (parallel.replicate(mesh, images), parallel.replicate(mesh, labels))
+    self._mean = parallel.replicate(mesh, np.asarray(self.info.mean, np.float32))
+    self._std = parallel.replicate(mesh, np.asarray(self.info.std, np.float32))
+    # Raw key data: typed key arrays cannot be built from host buffers on every process.
+    self._key = parallel.replicate(mesh, jax.random.key_data(jax.random.key(seed)))
     self._batch_sharding = parallel.batch_sharding(mesh)
 
   def _load(self, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +82,7 @@ class DevicePipeline(Pipeline):
   def _device_arrays(self, split: str) -> tuple[jax.Array, jax.Array]:
     if split not in self._arrays:
       images, labels = self._load(split)
-      self._arrays[split] = (_replicate(self.mesh, images), _replicate(self.mesh, labels))
+      self._arrays[split] = (parallel.replicate(self.mesh, images), parallel.replicate(self.mesh, labels))
     return self._arrays[split]
 
   def _index_batch(self, idx: np.ndarray) -> jax.Array:

@@ -7,8 +7,9 @@ bottleneck.
 
   python benchmarks/input_pipeline.py --data_dir ../shared/data/tfds --steps 300
 
-The train step is a minimal stand-in (cross-entropy summed over all exits, SGD with
-momentum); the project's own train step may cost a little more.
+The train step is the project's own (`train.train_step`, mid exit, on random inputs).
+Without TensorFlow (e.g. a GPU box with JAX only) read the JPEG copy instead:
+  python benchmarks/input_pipeline.py --npz_path=.../cifar10_jpeg.npz --backends=device
 """
 
 import argparse
@@ -61,39 +62,27 @@ def bench_input(cfg: Any, backend: str, batch_size: int, steps: int, warmup: int
 
 def bench_train_step(cfg: Any, batch_size: int, steps: int, warmup: int, mesh: Any
                      ) -> float:
-  """Examples/s of a jitted SGD step of the configured model on random inputs."""
-  from eeprune_jax import models  # pylint: disable=g-import-not-at-top
-  model = models.build_model(cfg.model, num_classes=10)
-  shape = (batch_size,) + tuple(data_lib.dataset_info(cfg.data).image_shape)
+  """Examples/s of the project's data-parallel train step on random inputs."""
+  from eeprune_jax import models, train  # pylint: disable=g-import-not-at-top
+  P = jax.sharding.PartitionSpec
+  info = data_lib.dataset_info(cfg.data)
+  model = models.build_model(cfg.model, info.num_classes, axis_name=parallel.BATCH_AXIS)
+  state = train.create_train_state(model, train.make_optimizer(cfg.train), info.image_shape,
+                                   0, mesh)
   rng = np.random.default_rng(0)
   batch = parallel.host_to_global(mesh, {
-      'image': rng.standard_normal(shape, np.float32),
-      'label': rng.integers(0, 10, batch_size).astype(np.int32)})
-  variables = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(
-      jnp.zeros((1,) + shape[1:], jnp.float32))
-  variables = jax.device_put(variables, parallel.replicated(mesh))
-  params, state = variables['params'], {k: v for k, v in variables.items() if k != 'params'}
-  momentum = jax.tree.map(jnp.zeros_like, params)
-  lr, mu = 0.1, 0.9
-
-  @jax.jit
-  def train_step(params, state, momentum, batch):
-    def loss_fn(p):
-      logits, new_state = model.apply({'params': p, **state}, batch['image'], train=True,
-                                      mutable=['batch_stats'])
-      onehot = jax.nn.one_hot(batch['label'], 10)
-      loss = sum(-jnp.mean(jnp.sum(onehot * jax.nn.log_softmax(l), -1)) for l in logits)
-      return loss, new_state
-    (loss, new_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    momentum = jax.tree.map(lambda m, g: mu * m + g, momentum, grads)
-    params = jax.tree.map(lambda p, m: p - lr * m, params, momentum)
-    return params, new_state, momentum, loss
-
-  carry = [params, state, momentum]
+      'image': rng.standard_normal((batch_size, *info.image_shape), np.float32),
+      'label': rng.integers(0, info.num_classes, batch_size).astype(np.int32)})
+  hparams = {'lr': np.float32(0.1),
+             'exit_weights': np.ones(len(models.exit_blocks(cfg.model)), np.float32)}
+  step_fn = parallel.data_parallel(train.train_step, mesh,
+                                   in_specs=(P(), P(parallel.BATCH_AXIS), P()),
+                                   out_specs=(P(), P()), donate_argnums=0)
+  carry = [state]
 
   def step():
-    carry[0], carry[1], carry[2], loss = train_step(*carry, batch)
-    return loss
+    carry[0], metrics = step_fn(carry[0], batch, hparams)
+    return metrics
 
   return batch_size / _time_steps(step, warmup, steps)
 
@@ -110,10 +99,14 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument('--batch_size', type=int, default=128)
   parser.add_argument('--width', type=float, default=1.0, help='ResNet-18 width multiplier.')
   parser.add_argument('--backends', default='device,tfdata')
+  parser.add_argument('--npz_path', default='',
+                      help='read CIFAR-10 from this JPEG .npz instead of TFDS (no TF needed).')
   args = parser.parse_args(argv)
 
   cfg = config_base.base_config()
   cfg.data.source, cfg.data.name, cfg.data.data_dir = 'tfds', 'cifar10', args.data_dir
+  if args.npz_path:
+    cfg.data.source, cfg.data.npz_path = 'npz', args.npz_path
   cfg.data.augment, cfg.data.image_size = 'cifar', 32
   cfg.model.name, cfg.model.stem, cfg.model.width = 'resnet18', 'cifar', args.width
   mesh = parallel.make_mesh()

@@ -68,13 +68,21 @@ def _squared_norm(tree: Any) -> jax.Array:
   return sum(jnp.sum(jnp.square(g.astype(jnp.float32))) for g in jax.tree.leaves(tree))
 
 
-def grand_step(state: Any, batch: dict[str, jax.Array], chunk_size: int) -> dict[str, jax.Array]:
+def grand_step(state: Any, batch: dict[str, jax.Array], chunk_size: int,
+               axis_name: str | None = None) -> dict[str, jax.Array]:
   """Per-device GraNd step: ||d CE(final logits_i, y_i) / d params||_2 of every example.
 
   The local batch is processed `chunk_size` examples at a time (a `lax.map` over chunks,
   `vmap` of `grad` within one), and each per-example gradient is reduced to its squared
   norm at once, so peak memory is chunk_size x params rather than batch x params.
+  Inside `shard_map`, pass the mesh axis as `axis_name`.
   """
+  params = state.params
+  if axis_name is not None:
+    # Under shard_map (check_vma), the gradient w.r.t. a replicated (device-invariant)
+    # input is summed over devices automatically. Marking the params device-varying keeps
+    # every device's gradient its own example's, not the sum of 8 different examples'.
+    params = jax.lax.pcast(params, axis_name, to='varying')
   images, labels = batch['image'], batch['label']
   size = images.shape[0]
   chunk = max(1, min(chunk_size, size))  # a chunk larger than the shard would only pad
@@ -87,7 +95,7 @@ def grand_step(state: Any, batch: dict[str, jax.Array], chunk_size: int) -> dict
   grad_fn = jax.grad(_example_loss, argnums=1)
 
   def per_example(image: jax.Array, label: jax.Array) -> jax.Array:
-    return _squared_norm(grad_fn(state.apply_fn, state.params, state.batch_stats, image, label))
+    return _squared_norm(grad_fn(state.apply_fn, params, state.batch_stats, image, label))
 
   def per_chunk(xs: tuple[jax.Array, jax.Array]) -> jax.Array:
     return jax.vmap(per_example)(*xs)
@@ -104,9 +112,9 @@ def make_grand_step(mesh: jax.sharding.Mesh,
   if chunk_size < 1:
     raise ValueError(f'chunk_size={chunk_size} must be at least 1.')
   spec = jax.sharding.PartitionSpec(parallel.BATCH_AXIS)
-  return parallel.data_parallel(lambda state, batch: grand_step(state, batch, chunk_size),
-                                mesh, in_specs=(jax.sharding.PartitionSpec(), spec),
-                                out_specs=spec)
+  return parallel.data_parallel(
+      lambda state, batch: grand_step(state, batch, chunk_size, parallel.BATCH_AXIS),
+      mesh, in_specs=(jax.sharding.PartitionSpec(), spec), out_specs=spec)
 
 
 def grand_scores(p_grand_step: Callable[..., Any], state: Any,

@@ -1,4 +1,9 @@
-"""Orbax checkpoints of a run: train state, keep mask, and progress (epoch, ledger, rng)."""
+"""Orbax checkpoints of a run: train state, per-example arrays, and progress.
+
+Items: `state` (the TrainState), `examples` (numpy arrays [N] over the training indices:
+the keep mask and the statistics some methods track), `progress` (JSON: epoch, step in
+epoch, pruning rounds, ledger, history, rng state).
+"""
 
 from typing import Any
 
@@ -6,7 +11,7 @@ from etils import epath
 import numpy as np
 import orbax.checkpoint as ocp
 
-ITEMS = ('state', 'keep', 'progress')
+ITEMS = ('state', 'examples', 'progress')
 
 
 def checkpoint_dir(workdir: epath.PathLike) -> epath.Path:
@@ -24,28 +29,35 @@ def make_manager(workdir: epath.PathLike, max_to_keep: int = 2,
   return ocp.CheckpointManager(checkpoint_dir(workdir), options=options, item_names=ITEMS)
 
 
-def save(manager: ocp.CheckpointManager, step: int, state: Any, keep: np.ndarray,
-         progress: dict[str, Any]) -> None:
-  """Saves (asynchronously) the train state, the keep mask and the progress dict."""
+def save(manager: ocp.CheckpointManager, step: int, state: Any,
+         examples: dict[str, np.ndarray], progress: dict[str, Any]) -> None:
+  """Saves (asynchronously) the train state, the per-example arrays and the progress dict."""
   manager.save(step, args=ocp.args.Composite(
       state=ocp.args.StandardSave(state),
-      keep=ocp.args.StandardSave({'keep': np.asarray(keep, bool)}),
+      examples=ocp.args.StandardSave({k: np.asarray(v) for k, v in examples.items()}),
       progress=ocp.args.JsonSave(progress)), force=True)
 
 
-def restore(manager: ocp.CheckpointManager, state_template: Any, num_examples: int,
-            step: int | None = None) -> tuple[Any, np.ndarray, dict[str, Any]]:
-  """Restores (state, keep mask, progress) at `step` (default: the latest)."""
+def restore(manager: ocp.CheckpointManager, state_template: Any,
+            examples_template: dict[str, np.ndarray], step: int | None = None
+            ) -> tuple[Any, dict[str, np.ndarray], dict[str, Any]]:
+  """Restores (state, per-example arrays, progress) at `step` (default: the latest)."""
   step = manager.latest_step() if step is None else step
-  restored = manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(state_template),
-      keep=ocp.args.StandardRestore({'keep': np.ones(num_examples, bool)}),
-      progress=ocp.args.JsonRestore()))
-  keep = np.asarray(restored.keep['keep'], bool)
-  if keep.shape != (num_examples,):
-    raise ValueError(f'checkpoint {step} holds a keep mask of {keep.shape[0]} examples, the '
-                     f'data set has {num_examples}: this workdir belongs to other data.')
-  return restored.state, keep, restored.progress
+  num_examples = len(examples_template['keep'])
+  mismatch = ValueError(f'checkpoint {step} in {manager.directory} was written for a data set '
+                        f'of another size than this one ({num_examples} training examples): '
+                        'this workdir belongs to other data; use a new --workdir.')
+  try:
+    restored = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(state_template),
+        examples=ocp.args.StandardRestore(examples_template),
+        progress=ocp.args.JsonRestore()))
+  except ValueError as e:
+    raise mismatch from e
+  if np.shape(restored.examples['keep']) != (num_examples,):
+    raise mismatch
+  examples = {k: np.asarray(v) for k, v in restored.examples.items()}
+  return restored.state, examples, restored.progress
 
 
 def restore_untyped(workdir: epath.PathLike, step: int | None = None) -> dict[str, Any]:
@@ -55,7 +67,8 @@ def restore_untyped(workdir: epath.PathLike, step: int | None = None) -> dict[st
   if step is None:
     raise FileNotFoundError(f'no checkpoint in {checkpoint_dir(workdir)}.')
   restored = manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(), keep=ocp.args.StandardRestore(),
+      state=ocp.args.StandardRestore(), examples=ocp.args.StandardRestore(),
       progress=ocp.args.JsonRestore()))
-  return {'step': step, 'state': restored.state, 'keep': np.asarray(restored.keep['keep']),
+  return {'step': step, 'state': restored.state,
+          'keep': np.asarray(restored.examples['keep'], bool),
           'progress': restored.progress, 'all_steps': list(manager.all_steps())}

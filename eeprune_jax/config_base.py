@@ -65,7 +65,8 @@ def base_config() -> ml_collections.ConfigDict:
 
   # --- Pruning ----------------------------------------------------------------------
   config.prune = prune = ml_collections.ConfigDict()
-  # 'eeprune', 'none', and the baselines of eeprune_jax.pruning_methods.
+  # 'eeprune', 'none', or a baseline: 'random', 'random_balanced', 'el2n', 'grand',
+  # 'forgetting', 'final_confidence', 'infobatch' (see eeprune_jax/pruning_methods.py).
   prune.method = 'eeprune'
   prune.mode = 'fraction'  # 'fraction' (prune exactly round(fraction * N)) or 'threshold'.
   prune.fraction = 0.4  # share of the full training set to prune, in [0, 1).
@@ -73,4 +74,11 @@ def base_config() -> ml_collections.ConfigDict:
   prune.exit = 0  # which early exit scores (index into the configured exits).
   prune.epoch = 3  # prune after this many epochs of full-data training.
   prune.every = 0  # if > 0, prune again every `every` epochs (the pruned set only grows).
+  # EL2N / GraNd: average the scores of this many independently initialised networks, each
+  # trained to `prune.epoch` (the extra training is charged to the cost ledger).
+  prune.score_seeds = 1
+  prune.grand_chunk = 16  # GraNd: examples per vmapped per-example-gradient chunk.
+  # InfoBatch: `fraction` is the share of below-mean-loss examples dropped each epoch; the
+  # last `infobatch_anneal` of the epochs train on the full data.
+  prune.infobatch_anneal = 0.125
   return config

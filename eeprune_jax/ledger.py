@@ -16,7 +16,9 @@ class Ledger:
   """Counters a run accumulates; saved in checkpoints so a resumed run keeps counting."""
   examples_trained: int = 0
   train_steps: int = 0
-  examples_scored: int = 0
+  examples_scored: int = 0  # forward passes of the scoring pass
+  examples_grad_scored: int = 0  # per-example gradients (GraNd): ~3 forward passes each
+  examples_trained_for_scoring: int = 0  # extra networks trained for EL2N/GraNd seeds
   scoring_passes: int = 0
   examples_evaluated: int = 0
   seconds: dict[str, float] = dataclasses.field(
@@ -42,7 +44,8 @@ class Ledger:
     (num_epochs x steps per epoch on the full data x batch size).
     """
     train_macs = self.examples_trained * TRAIN_MACS_PER_FORWARD * forward_macs
-    score_macs = self.examples_scored * forward_macs
+    score_macs = (self.examples_scored + TRAIN_MACS_PER_FORWARD * (
+        self.examples_grad_scored + self.examples_trained_for_scoring)) * forward_macs
     full_macs = full_data_examples * TRAIN_MACS_PER_FORWARD * forward_macs
     return {
         **self.to_dict(),

@@ -1,6 +1,6 @@
 """The 1-D data-parallel device mesh and how host data becomes global arrays on it."""
 
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -9,9 +9,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 BATCH_AXIS = 'batch'
 
 
-def make_mesh() -> Mesh:
-  """A 1-D mesh over every device of every process, axis name 'batch'."""
-  return jax.make_mesh((jax.device_count(),), (BATCH_AXIS,))
+def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A 1-D mesh, axis name 'batch', over `devices` (default: every device of every process)."""
+  devices = jax.devices() if devices is None else list(devices)
+  return jax.make_mesh((len(devices),), (BATCH_AXIS,), devices=devices)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

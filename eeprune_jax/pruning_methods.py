@@ -9,11 +9,16 @@ from typing import Mapping
 import ml_collections
 import numpy as np
 
+from eeprune_jax import baselines
 from eeprune_jax import masks
 
 # Methods that need the scoring pass (a forward pass over the training set).
-SCORED_METHODS = ('eeprune', 'final_confidence')
-METHODS = ('none', 'random', 'random_balanced') + SCORED_METHODS
+SCORED_METHODS = ('eeprune', 'final_confidence', 'el2n')
+# Methods that need per-example statistics gathered during training.
+TRACKED_METHODS = ('forgetting', 'infobatch')
+# InfoBatch prunes afresh every epoch (see train.py); it has no pruning rounds.
+DYNAMIC_METHODS = ('infobatch',)
+METHODS = ('none', 'random', 'random_balanced', 'grand') + SCORED_METHODS + TRACKED_METHODS
 
 
 def needs_scores(method: str) -> bool:
@@ -55,8 +60,10 @@ def prune(prune_config: ml_collections.ConfigDict, *, scores: Mapping[str, np.nd
   if method == 'none':
     return masks.PruneResult(keep=masks.as_keep(prior_keep, n),
                              target_pruned=0, shortfall=0, cutoff=float('nan'))
-  if needs_scores(method) and scores is None:
-    raise ValueError(f'prune.method={method!r} needs scores from the scoring pass.')
+  if method in DYNAMIC_METHODS:
+    raise ValueError(f'prune.method={method!r} prunes per epoch in the train loop, not in rounds.')
+  if method not in ('random', 'random_balanced') and scores is None:
+    raise ValueError(f'prune.method={method!r} needs per-example scores.')
   if method == 'eeprune':
     priority, eligible = _eeprune_priority(scores, prune_config.exit)
     if prune_config.mode == 'threshold':
@@ -65,6 +72,14 @@ def prune(prune_config: ml_collections.ConfigDict, *, scores: Mapping[str, np.nd
     priority, eligible = _final_confidence_priority(scores)
     if prune_config.mode == 'threshold':
       return masks.prune_above_threshold(eligible, priority, prune_config.threshold, prior_keep)
+  elif method == 'el2n':  # low EL2N (averaged over seeds) = easy = pruned first
+    priority, eligible = baselines.el2n_priority(scores['el2n_runs']), np.ones(n, bool)
+  elif method == 'grand':  # low gradient norm = easy = pruned first
+    priority, eligible = baselines.grand_priority(scores['grand_runs']), np.ones(n, bool)
+  elif method == 'forgetting':  # fewest forgetting events first; never learned last
+    priority = baselines.forgetting_priority(scores['forget_counts'], scores['never_learned'],
+                                             rng, scores['presented'])
+    eligible = np.ones(n, bool)
   elif method == 'random':
     priority, eligible = rng.random(n), np.ones(n, bool)
   elif method == 'random_balanced':

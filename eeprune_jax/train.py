@@ -20,6 +20,7 @@ import numpy as np
 import optax
 import tqdm
 
+from eeprune_jax import baselines
 from eeprune_jax import checkpointing
 from eeprune_jax import config_checks
 from eeprune_jax import data as data_lib
@@ -29,6 +30,7 @@ from eeprune_jax import models
 from eeprune_jax import parallel
 from eeprune_jax import pruning_methods
 from eeprune_jax import scoring
+from eeprune_jax import tracking
 from eeprune_jax import workdir as workdir_lib
 
 P = jax.sharding.PartitionSpec
@@ -95,21 +97,32 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float) 
 
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], hparams: dict[str, jax.Array],
-               label_smoothing: float = 0.0) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One data-parallel SGD step on this device's shard; metrics are summed over devices."""
+               label_smoothing: float = 0.0
+               ) -> tuple[TrainState, dict[str, jax.Array], dict[str, jax.Array]]:
+  """One data-parallel SGD step on this device's shard.
+
+  Returns the new state, metrics summed over devices, and per-example rows of this shard
+  (index, final-exit correctness and loss) for methods that track examples in training.
+  `hparams['example_weight']` [N] scales each example's loss (InfoBatch; ones otherwise).
+  """
   step_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
   step_key = jax.random.fold_in(step_key, jax.lax.axis_index(parallel.BATCH_AXIS))
-  weights = jnp.concatenate([hparams['exit_weights'], jnp.ones((1,), jnp.float32)])
+  exit_weights = jnp.concatenate([hparams['exit_weights'], jnp.ones((1,), jnp.float32)])
+  example_weight = hparams['example_weight'][batch['index']]
 
   def loss_fn(params):
     logits, new_model_state = state.apply_fn(
         {'params': params, 'batch_stats': state.batch_stats}, batch['image'], train=True,
         mutable=['batch_stats'], rngs={'dropout': step_key})
     ce = jnp.stack([cross_entropy(l, batch['label'], label_smoothing) for l in logits], 1)
-    return jnp.mean(ce @ weights), (new_model_state, logits, ce)
+    return jnp.mean(example_weight * (ce @ exit_weights)), (new_model_state, logits, ce)
 
+  # The replicated params must be marked device-varying before differentiating: otherwise
+  # shard_map transposes the implicit broadcast into a psum and the gradient arrives
+  # already summed over devices (x device count), which pmean would not undo.
+  params = jax.lax.pcast(state.params, parallel.BATCH_AXIS, to='varying')
   (loss, (new_model_state, logits, ce)), grads = jax.value_and_grad(
-      loss_fn, has_aux=True)(state.params)
+      loss_fn, has_aux=True)(params)
   grads = jax.lax.pmean(grads, parallel.BATCH_AXIS)
   opt_state = state.opt_state._replace(
       hyperparams={**state.opt_state.hyperparams, 'learning_rate': hparams['lr']})
@@ -120,7 +133,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], hparams: dict[str
       'loss': ce.sum(0), 'correct': correct.sum(0).astype(jnp.float32),
       'count': jnp.float32(ce.shape[0]), 'total_loss': loss * ce.shape[0],
   }
-  return new_state, jax.lax.psum(metrics, parallel.BATCH_AXIS)
+  per_example = {'index': batch['index'], 'correct': correct[:, -1], 'loss': ce[:, -1]}
+  return new_state, jax.lax.psum(metrics, parallel.BATCH_AXIS), per_example
 
 
 def eval_step(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
@@ -217,7 +231,8 @@ class _Run:
     repl, batch = P(), P(parallel.BATCH_AXIS)
     self.p_train_step = parallel.data_parallel(
         functools.partial(train_step, label_smoothing=config.train.label_smoothing),
-        self.mesh, in_specs=(repl, batch, repl), out_specs=(repl, repl), donate_argnums=0)
+        self.mesh, in_specs=(repl, batch, repl), out_specs=(repl, repl, batch),
+        donate_argnums=0)
     self.p_eval_step = parallel.data_parallel(eval_step, self.mesh, in_specs=(repl, batch),
                                               out_specs=repl)
     self.p_score_step = scoring.make_score_step(self.mesh)
@@ -226,6 +241,11 @@ class _Run:
     if self.is_writer:
       import tensorboardX  # pylint: disable=g-import-not-at-top
       self.writer = tensorboardX.SummaryWriter(str(workdir_lib.epath.Path(workdir) / 'tensorboard'))
+
+  def init_state(self, seed: int) -> TrainState:
+    """A freshly initialised, replicated train state."""
+    return create_train_state(self.model, make_optimizer(self.config.train),
+                              self.info.image_shape, seed, self.mesh)
 
   def log_scalars(self, step: int, scalars: dict[str, Any]) -> None:
     """Writes scalars (lists become one scalar per output) to TensorBoard."""
@@ -260,51 +280,69 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   """
   config_checks.validate(config)
   run = _Run(config, workdir)
-  tx = make_optimizer(config.train)
-  state = create_train_state(run.model, tx, run.info.image_shape, config.seed, run.mesh)
-  keep = np.ones(run.num_train, bool)
+  n, method = run.num_train, config.prune.method
+  state = run.init_state(config.seed)
+  keep = np.ones(n, bool)
+  # InfoBatch's mask and loss weights of the current epoch (all-in for other methods).
+  epoch_keep, epoch_weight = np.ones(n, bool), np.ones(n, np.float32)
+  stats = tracking.ExampleStats(n, enabled=method in pruning_methods.TRACKED_METHODS)
   progress = {'epoch': 0, 'step_in_epoch': 0, 'rounds_done': 0, 'rounds': [], 'history': [],
               'ledger': ledger_lib.Ledger().to_dict(),
               'rng_state': np.random.default_rng(config.seed).bit_generator.state}
+
+  def example_arrays() -> dict[str, np.ndarray]:
+    return {'keep': keep, 'epoch_keep': epoch_keep, 'epoch_weight': epoch_weight,
+            **stats.to_arrays()}
+
   if run.manager.latest_step() is not None:
     logging.info('Resuming from %s, step %d.', workdir, run.manager.latest_step())
-    state, keep, progress = checkpointing.restore(run.manager, state, run.num_train)
+    state, arrays, progress = checkpointing.restore(run.manager, state, example_arrays())
+    keep, epoch_keep, epoch_weight = arrays['keep'], arrays['epoch_keep'], arrays['epoch_weight']
+    stats.load_arrays(arrays)
   ledger = ledger_lib.Ledger.from_dict(progress['ledger'])
   rng = np.random.default_rng()
   rng.bit_generator.state = progress['rng_state']
   rounds_at = prune_epochs(config)
-  targets = masks.cumulative_targets(run.num_train, config.prune.fraction, max(len(rounds_at), 1))
+  targets = masks.cumulative_targets(n, config.prune.fraction, max(len(rounds_at), 1))
+  weight_table = parallel.replicate(run.mesh, epoch_weight)
 
   def save(step_in_epoch: int, epoch: int) -> None:
     start = time.time()
     progress.update(epoch=epoch, step_in_epoch=step_in_epoch, ledger=ledger.to_dict(),
                     rng_state=rng.bit_generator.state)
-    checkpointing.save(run.manager, int(state.step), state, keep, progress)
+    checkpointing.save(run.manager, int(state.step), state, example_arrays(), progress)
     ledger.add_time('checkpoint', time.time() - start)
 
   num_epochs = config.train.num_epochs
   preemption = Preemption()
   remaining_steps = lambda epoch: (num_epochs - epoch) * run.pipeline.steps_per_epoch(keep)
   bar = tqdm.tqdm(total=int(state.step) + remaining_steps(progress['epoch'])
-                  - progress['step_in_epoch'], initial=int(state.step), unit='step', dynamic_ncols=True,
-                  disable=not (config.train.progress_bar and run.is_writer))
+                  - progress['step_in_epoch'], initial=int(state.step), unit='step',
+                  dynamic_ncols=True, disable=not (config.train.progress_bar and run.is_writer))
   try:
     for epoch in range(progress['epoch'], num_epochs):
+      skip = progress['step_in_epoch']
       if epoch in rounds_at and progress['rounds_done'] <= rounds_at.index(epoch):
-        keep = _prune_round(run, state, keep, progress, ledger, rng,
+        keep = _prune_round(run, state, keep, progress, ledger, rng, stats, epoch,
                             targets[rounds_at.index(epoch)])
         bar.total = int(state.step) + remaining_steps(epoch)
-      steps = run.pipeline.steps_per_epoch(keep)
+      if method in pruning_methods.DYNAMIC_METHODS and not skip:
+        stats.flush()
+        epoch_keep, epoch_weight = _infobatch_epoch(config, epoch, stats.last_loss)
+        weight_table = parallel.replicate(run.mesh, epoch_weight)
+      train_keep = keep & epoch_keep
+      steps = run.pipeline.steps_per_epoch(train_keep)
       sums = _zero_metrics(run.num_exits + 1, run.mesh)
       weights = exit_loss_weights(config.train, run.num_exits, epoch)
-      start, skip = time.time(), progress['step_in_epoch']
-      for i, batch in enumerate(run.pipeline.train_epoch(epoch, keep)):
+      start = time.time()
+      for i, batch in enumerate(run.pipeline.train_epoch(epoch, train_keep)):
         if i < skip:  # resuming mid-epoch: the order is a function of (seed, epoch, keep)
           continue
         hparams = {'lr': np.float32(learning_rate(config.train, epoch + i / steps)),
-                   'exit_weights': weights}
-        state, metrics = run.p_train_step(state, batch, hparams)
+                   'exit_weights': weights, 'example_weight': weight_table}
+        state, metrics, rows = run.p_train_step(state, batch, hparams)
         sums = _accumulate(sums, metrics, np.int32(ledger.train_steps))
+        stats.add(rows)
         ledger.examples_trained += config.train.batch_size
         ledger.train_steps += 1
         bar.update(1)
@@ -312,6 +350,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if last or (i + 1) % config.train.log_every_steps == 0:
           host = jax.device_get(sums)
           _check_finite(host, run.manager)
+          stats.flush()
           summary = _summarise(host, 'train_')
           bar.set_postfix(loss=f'{float(host["total_loss"]) / max(host["count"], 1):.3f}',
                           acc=f'{summary["train_accuracy"][-1]:.3f}')
@@ -325,12 +364,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           return {'preempted': True, 'step': int(state.step)}
       ledger.add_time('train', time.time() - start)
       record = {'epoch': epoch + 1, 'step': int(state.step), 'steps': steps - skip,
+                'kept': int(train_keep.sum()),
                 **_summarise(jax.device_get(sums), 'train_'), **run.evaluate(state, ledger)}
       progress['history'].append(record)
       run.log_scalars(int(state.step), record)
       logging.info('epoch %d: %s', epoch + 1, record)
       if run.is_writer:
-        bar.write(_epoch_line(record, len(progress['rounds']) and keep.mean()))
+        bar.write(_epoch_line(record, n))
       progress['step_in_epoch'] = 0
       if (epoch + 1) % config.train.checkpoint_every_epochs == 0 or epoch + 1 == num_epochs:
         save(0, epoch + 1)
@@ -343,10 +383,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   return summary
 
 
-def _epoch_line(record: dict[str, Any], kept_share: float) -> str:
+def _infobatch_epoch(config: ml_collections.ConfigDict, epoch: int,
+                     last_loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """InfoBatch's keep mask and loss weights for `epoch` (full data outside its window)."""
+  n, p = len(last_loss), config.prune
+  if epoch < p.epoch or baselines.infobatch_anneal(epoch, config.train.num_epochs,
+                                                   p.infobatch_anneal):
+    return np.ones(n, bool), np.ones(n, np.float32)
+  # Seeded by (seed, epoch), so a resumed run redraws the same epoch.
+  return baselines.infobatch_epoch(last_loss, p.fraction,
+                                   np.random.default_rng([config.seed, epoch]))
+
+
+def _epoch_line(record: dict[str, Any], num_train: int) -> str:
   """One console line per epoch: train/test accuracy of every exit, final last."""
   fmt = lambda accs: '/'.join(f'{a:.3f}' for a in accs)
-  kept = f'  kept {kept_share:.1%}' if kept_share else ''
+  kept = f'  kept {record["kept"] / num_train:.1%}' if record['kept'] < num_train else ''
   return (f"epoch {record['epoch']:>3}  step {record['step']:>7}  "
           f"train acc {fmt(record['train_accuracy'])}  test acc {fmt(record['eval_accuracy'])}"
           f"{kept}")
@@ -362,26 +414,74 @@ def _check_finite(host_sums: dict[str, Any], manager: Any) -> None:
         f'{manager.latest_step()}) is kept: lower train.learning_rate or check the data.')
 
 
+def _seed_states(run: _Run, state: TrainState, ledger: ledger_lib.Ledger,
+                 epoch: int) -> list[TrainState]:
+  """The run's state plus `score_seeds - 1` networks trained from other seeds to `epoch`."""
+  states = [state]
+  config = run.config
+  for k in range(1, config.prune.score_seeds):
+    extra = run.init_state(config.seed + k)
+    ones = parallel.replicate(run.mesh, np.ones(run.num_train, np.float32))
+    for e in range(epoch):
+      steps = run.pipeline.steps_per_epoch(None)
+      hparams = {'exit_weights': exit_loss_weights(config.train, run.num_exits, e),
+                 'example_weight': ones}
+      for i, batch in enumerate(run.pipeline.train_epoch(e, None)):
+        hparams['lr'] = np.float32(learning_rate(config.train, e + i / steps))
+        extra, _, _ = run.p_train_step(extra, batch, hparams)
+        ledger.examples_trained_for_scoring += config.train.batch_size
+    states.append(extra)
+  return states
+
+
+def _method_scores(run: _Run, state: TrainState, ledger: ledger_lib.Ledger,
+                   stats: tracking.ExampleStats, epoch: int) -> dict[str, np.ndarray] | None:
+  """The per-example arrays `prune.method` selects by, in index order."""
+  method, n = run.config.prune.method, run.num_train
+  start = time.time()
+  if method in ('el2n', 'grand'):
+    states = _seed_states(run, state, ledger, epoch)
+  if pruning_methods.needs_scores(method):
+    runs = []
+    for s in (states if method == 'el2n' else [state]):
+      scores = scoring.score_dataset(run.p_score_step, s, run.pipeline.eval_batches('train'), n)
+      runs.append(scores['el2n'][:, -1])
+      ledger.examples_scored += n
+      ledger.scoring_passes += 1
+    scores = {**scores, 'el2n_runs': np.stack(runs)} if method == 'el2n' else scores
+  elif method == 'grand':
+    p_grand = baselines.make_grand_step(run.mesh, run.config.prune.grand_chunk)
+    runs = [baselines.grand_scores(p_grand, s, run.pipeline.eval_batches('train'), n)
+            for s in states]
+    ledger.examples_grad_scored += n * len(states)
+    ledger.scoring_passes += len(states)
+    scores = {'index': np.arange(n), 'label': run.pipeline.train_labels,
+              'grand_runs': np.stack(runs)}
+  elif method == 'forgetting':
+    stats.flush()
+    f = stats.forgetting
+    return {'index': np.arange(n), 'label': run.pipeline.train_labels,
+            'forget_counts': f.counts(), 'never_learned': f.never_learned(),
+            'presented': f.presented()}
+  else:
+    return None
+  ledger.add_time('score', time.time() - start)
+  return scores
+
+
 def _prune_round(run: _Run, state: TrainState, keep: np.ndarray, progress: dict[str, Any],
                  ledger: ledger_lib.Ledger, rng: np.random.Generator,
-                 target: int) -> np.ndarray:
-  """Scores the training set if the method needs it, prunes, writes scores and mask."""
+                 stats: tracking.ExampleStats, epoch: int, target: int) -> np.ndarray:
+  """Scores the training set as the method needs, prunes, writes scores and mask."""
   config, round_index = run.config, progress['rounds_done']
-  scores = None
-  if pruning_methods.needs_scores(config.prune.method):
-    start = time.time()
-    scores = scoring.score_dataset(run.p_score_step, state, run.pipeline.eval_batches('train'),
-                                   run.num_train)
-    ledger.examples_scored += run.num_train
-    ledger.scoring_passes += 1
-    ledger.add_time('score', time.time() - start)
+  scores = _method_scores(run, state, ledger, stats, epoch)
   result = pruning_methods.prune(config.prune, scores=scores, labels=run.pipeline.train_labels,
                                  prior_keep=keep, target_pruned=target, rng=rng)
-  stats = masks.mask_stats(result.keep, run.pipeline.train_labels, run.info.num_classes)
-  info = {'round': round_index, 'epoch': progress['epoch'], 'step': int(state.step),
+  mstats = masks.mask_stats(result.keep, run.pipeline.train_labels, run.info.num_classes)
+  info = {'round': round_index, 'epoch': epoch, 'step': int(state.step),
           'target_pruned': result.target_pruned, 'shortfall': result.shortfall,
           'cutoff': None if np.isnan(result.cutoff) else result.cutoff,
-          'num_pruned': stats['num_pruned'], 'pruned_fraction': stats['pruned_fraction']}
+          'num_pruned': mstats['num_pruned'], 'pruned_fraction': mstats['pruned_fraction']}
   if result.shortfall:
     logging.warning('Pruning round %d: only %d of the %d examples to prune were eligible.',
                     round_index, result.target_pruned - result.shortfall, result.target_pruned)

@@ -210,3 +210,35 @@ def test_sigterm_saves_and_a_rerun_continues(full_run, tmp_path):
                                 np.load(full_dir / 'keep_mask.npy'))
   summary = json.loads((tmp_path / 'summary.json').read_text())
   assert summary['history'][-1]['step'] == full_summary['history'][-1]['step']
+
+
+def _one_step(devices, config):
+  """Params after one data-parallel train step over a mesh of `devices`."""
+  from eeprune_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  from eeprune_jax import models  # pylint: disable=g-import-not-at-top
+  from eeprune_jax import parallel  # pylint: disable=g-import-not-at-top
+  mesh = parallel.make_mesh(devices)
+  pipeline = data_lib.create_pipeline(config.data, batch_size=64, eval_batch_size=64,
+                                      mesh=mesh, seed=0)
+  model = models.build_model(config.model, 10, axis_name=parallel.BATCH_AXIS)
+  state = train.create_train_state(model, train.make_optimizer(config.train),
+                                   pipeline.info.image_shape, 0, mesh)
+  batch = next(pipeline.train_epoch(0, None))
+  P = jax.sharding.PartitionSpec
+  step = parallel.data_parallel(train.train_step, mesh, in_specs=(P(), P('batch'), P()),
+                                out_specs=(P(), P(), P('batch')))
+  hparams = {'lr': np.float32(0.1), 'exit_weights': np.ones(1, np.float32),
+             'example_weight': parallel.replicate(mesh, np.ones(1437, np.float32))}
+  new_state, metrics, _ = step(state, batch, hparams)
+  return jax.device_get(new_state.params), jax.device_get(new_state.batch_stats), metrics
+
+
+def test_data_parallel_step_equals_the_single_device_step():
+  """8-way data parallelism is the same SGD step as one device on the whole batch."""
+  config = tiny_config(**{'train.weight_decay': 0.0})
+  params8, stats8, m8 = _one_step(jax.devices(), config)
+  params1, stats1, m1 = _one_step(jax.devices()[:1], config)
+  assert float(m8['count']) == float(m1['count']) == 64
+  close = lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
+  jax.tree.map(close, params8, params1)
+  jax.tree.map(close, stats8, stats1)

@@ -1,0 +1,279 @@
+"""Compares pruning methods on one budget.
+
+  python -m eeprune_jax.compare --config=configs/compare_demo.py --workdir=DIR \
+      --config.compare.methods=none,random,eeprune_mid --config.compare.seeds=0,1
+
+The config is a normal run config plus a `compare` section (see configs/compare_demo.py):
+`compare.methods`, `compare.fractions` and `compare.seeds` are comma-separated lists, and
+every (method, fraction, seed) is one run of `train.train_and_evaluate` in
+`DIR/runs/{method}_f{fraction}_s{seed}`. Runs are sequential and in-process. A run whose
+`summary.json` exists is not repeated; an unfinished one resumes from its workdir; a run
+that raises is reported as failed and the comparison goes on. `DIR/report.md` and its
+plots are rewritten after every run, so a partial comparison is readable.
+"""
+
+import dataclasses
+import shlex
+import sys
+import traceback
+from typing import Any, Callable, Sequence
+
+from absl import app
+from absl import flags
+from absl import logging
+from etils import epath
+import jax
+import ml_collections
+from ml_collections import config_flags
+
+from eeprune_jax import report
+from eeprune_jax import train
+from eeprune_jax import workdir as workdir_lib
+
+# Method name -> (prune.method, model.exits preset or None for the base config's model).
+METHODS: dict[str, tuple[str, str | None]] = {
+    'none': ('none', None),
+    'random': ('random', None),
+    'random_balanced': ('random_balanced', None),
+    'el2n': ('el2n', None),
+    'grand': ('grand', None),
+    'forgetting': ('forgetting', None),
+    'final_confidence': ('final_confidence', None),
+    'infobatch': ('infobatch', None),
+    'eeprune_shallow': ('eeprune', 'shallow'),
+    'eeprune_mid': ('eeprune', 'mid'),
+    'eeprune_deep': ('eeprune', 'deep'),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+  """One run of the comparison."""
+  method: str
+  fraction: float
+  seed: int
+
+  @property
+  def name(self) -> str:
+    """The run's directory name, e.g. `eeprune_mid_f0.5_s0`."""
+    return f'{self.method}_f{self.fraction:g}_s{self.seed}'
+
+
+def _split(text: str) -> list[str]:
+  """Comma-separated items, stripped, empty ones dropped."""
+  return [item.strip() for item in str(text).split(',') if item.strip()]
+
+
+def parse_methods(text: str) -> list[str]:
+  """Method names of `compare.methods`, in order, without duplicates; rejects unknown ones."""
+  methods = list(dict.fromkeys(_split(text)))
+  unknown = [m for m in methods if m not in METHODS]
+  if unknown or not methods:
+    raise ValueError(
+        f'config.compare.methods={text!r}: unknown method(s) '
+        f'{", ".join(unknown) or "(none given)"}; valid names: {", ".join(METHODS)}.')
+  return methods
+
+
+def parse_fractions(text: str) -> list[float]:
+  """Fractions of `compare.fractions`, each in (0, 1)."""
+  try:
+    fractions = list(dict.fromkeys(float(f) for f in _split(text)))
+  except ValueError as e:
+    raise ValueError(f'config.compare.fractions={text!r} is not a comma-separated list of '
+                     f'numbers: {e}') from None
+  bad = [f for f in fractions if not 0.0 < f < 1.0]
+  if bad or not fractions:
+    raise ValueError(f'config.compare.fractions={text!r}: every fraction must be in (0, 1), '
+                     'e.g. 0.3,0.5.')
+  return fractions
+
+
+def parse_seeds(text: str) -> list[int]:
+  """Seeds of `compare.seeds`."""
+  try:
+    seeds = list(dict.fromkeys(int(s) for s in _split(text)))
+  except ValueError as e:
+    raise ValueError(f'config.compare.seeds={text!r} is not a comma-separated list of '
+                     f'integers: {e}') from None
+  if not seeds:
+    raise ValueError(f'config.compare.seeds={text!r} names no seed, e.g. 0 or 0,1,2.')
+  return seeds
+
+
+def plan_runs(compare_config: ml_collections.ConfigDict) -> list[RunSpec]:
+  """Every run of the comparison, method-major; `none` once per seed at fraction 0."""
+  methods = parse_methods(compare_config.methods)
+  fractions = parse_fractions(compare_config.fractions)
+  seeds = parse_seeds(compare_config.seeds)
+  runs = []
+  for method in methods:
+    for fraction in ([0.0] if method == 'none' else fractions):
+      runs.extend(RunSpec(method, fraction, seed) for seed in seeds)
+  return runs
+
+
+def base_run_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The compare config without its `compare` section (an unlocked copy)."""
+  base = ml_collections.ConfigDict(config.to_dict())
+  if 'compare' in base:
+    del base['compare']
+  return base
+
+
+def run_config(config: ml_collections.ConfigDict, spec: RunSpec) -> ml_collections.ConfigDict:
+  """The run config of one (method, fraction, seed): the base config with those set."""
+  rc = base_run_config(config)
+  prune_method, exits = METHODS[spec.method]
+  rc.seed = spec.seed
+  rc.prune.method = prune_method
+  rc.prune.fraction = float(spec.fraction)
+  if exits is not None:  # eeprune_*: the exit moves; its one exit scores.
+    rc.model.exits = exits
+    rc.prune.exit = 0
+  return rc
+
+
+def _changed_fields(stored: dict[str, Any], expected: dict[str, Any]) -> list[str]:
+  """Config fields (dotted) that differ, ignoring those a resumed run may change."""
+  # pylint: disable-next=protected-access
+  a, b = workdir_lib._flatten(stored), workdir_lib._flatten(expected)
+  return sorted(k for k in a.keys() | b.keys()
+                if k not in workdir_lib.MUTABLE_FIELDS and a.get(k) != b.get(k))
+
+
+def _error_text(e: BaseException) -> str:
+  """`Type: message`, plus the innermost frame for errors that are not config errors."""
+  text = f'{type(e).__name__}: {e}'
+  if not isinstance(e, ValueError):
+    frames = traceback.extract_tb(e.__traceback__)
+    if frames:
+      f = frames[-1]
+      text += f'\n  (at {f.filename}:{f.lineno} in {f.name})'
+  return text
+
+
+TrainFn = Callable[[ml_collections.ConfigDict, str], dict[str, Any]]
+
+
+def run_comparison(config: ml_collections.ConfigDict, workdir: str, *, command: str = '',
+                   train_fn: TrainFn | None = None,
+                   report_only: bool = False) -> list[report.RunResult]:
+  """Runs (or resumes) every run of the comparison in `workdir`; returns their results.
+
+  Args:
+    config: a run config with a `compare` section.
+    workdir: the comparison's directory (runs in `workdir/runs/`).
+    command: the command line, stated in report.md.
+    train_fn: replaces `train.train_and_evaluate` (tests).
+    report_only: write the report from the runs found, start none.
+
+  Raises:
+    ValueError: a bad `compare` field, before any run starts.
+  """
+  if 'compare' not in config:
+    raise ValueError('the config has no `compare` section: use configs/compare_*.py, or add '
+                     'config.compare.methods/fractions/seeds.')
+  specs = plan_runs(config.compare)
+  train_fn = train_fn or train.train_and_evaluate
+  plot_fraction = float(config.compare.get('plot_fraction', -1.0))
+  plot_fraction = plot_fraction if plot_fraction >= 0 else None
+  base = base_run_config(config)
+  root = epath.Path(workdir)
+  (root / 'runs').mkdir(parents=True, exist_ok=True)
+  is_writer = jax.process_index() == 0
+  if is_writer:
+    workdir_lib.write_json(root / 'compare_config.json', {
+        'config': workdir_lib.config_to_dict(config), 'command': command,
+        'runs': [s.name for s in specs]})
+
+  results: dict[str, report.RunResult] = {}
+
+  def result(spec: RunSpec, **kwargs: Any) -> report.RunResult:
+    return report.RunResult(name=spec.name, method=spec.method, fraction=spec.fraction,
+                            seed=spec.seed, run_dir=str(root / 'runs' / spec.name), **kwargs)
+
+  def rewrite_report() -> None:
+    if is_writer:
+      report.write_report(str(root), [results.get(s.name) or result(s) for s in specs],
+                          base_config=base, command=command, methods=[s.method for s in specs],
+                          plot_fraction=plot_fraction)
+
+  # Finished runs first, so the first report already shows them.
+  todo = []
+  for spec in specs:
+    path = root / 'runs' / spec.name / 'summary.json'
+    if path.exists():
+      summary = workdir_lib.read_json(path)
+      expected = workdir_lib.config_to_dict(run_config(config, spec))
+      changed = _changed_fields(summary.get('config', {}), expected)
+      if changed:
+        results[spec.name] = result(spec, error=(
+            f'{path} holds a finished run of a different config (fields: '
+            f'{", ".join(changed[:5])}); move it away or use a new --workdir.'))
+      else:
+        results[spec.name] = result(spec, summary=summary)
+    else:
+      todo.append(spec)
+  if report_only or not todo:
+    rewrite_report()
+    return [results[s.name] for s in specs if s.name in results]
+
+  for i, spec in enumerate(todo):
+    run_dir = root / 'runs' / spec.name
+    print(f'[{i + 1}/{len(todo)}] {spec.name} -> {run_dir}', flush=True)
+    try:
+      summary = train_fn(run_config(config, spec), str(run_dir))
+    except Exception as e:  # pylint: disable=broad-except
+      if not isinstance(e, ValueError):  # config errors say all in their message
+        logging.exception('run %s failed', spec.name)
+      error = _error_text(e)
+      print(f'  failed: {error}', flush=True)
+      results[spec.name] = result(spec, error=error)
+    else:
+      if summary.get('preempted'):
+        print(f'  preempted at step {summary.get("step")}: rerun the same command to resume.',
+              flush=True)
+        rewrite_report()
+        return [results[s.name] for s in specs if s.name in results]
+      results[spec.name] = result(spec, summary=summary)
+      print(f'  test accuracy {summary["test_accuracy"][-1]:.4f}, pruned '
+            f'{summary["pruning"]["pruned_fraction"]:.3f}', flush=True)
+    jax.clear_caches()
+    rewrite_report()
+  print(f'report: {root / "report.md"}', flush=True)
+  return [results[s.name] for s in specs if s.name in results]
+
+
+def command_line(argv: Sequence[str]) -> str:
+  """The command as typed, reconstructed from sys.argv."""
+  return ' '.join(shlex.quote(a) for a in ['python', '-m', 'eeprune_jax.compare', *argv[1:]])
+
+
+FLAGS = flags.FLAGS
+
+
+def main(argv: Sequence[str]) -> None:
+  """Entry point of `python -m eeprune_jax.compare`."""
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if not FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+  try:  # a bad compare section stops here, before any run starts
+    if 'compare' not in FLAGS.config:
+      raise ValueError('the config has no `compare` section: use configs/compare_*.py.')
+    plan_runs(FLAGS.config.compare)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
+  run_comparison(FLAGS.config, FLAGS.workdir, command=command_line(sys.argv),
+                 report_only=FLAGS.report_only)
+
+
+if __name__ == '__main__':
+  config_flags.DEFINE_config_file('config', None, 'Compare config (configs/compare_*.py).',
+                                  lock_config=True)
+  flags.DEFINE_string('workdir', None, 'Directory of the comparison (runs/, report.md, plots).')
+  flags.DEFINE_bool('report_only', False, 'Rewrite report.md and the plots from the runs '
+                    'found in --workdir; start no run.')
+  flags.mark_flags_as_required(['config', 'workdir'])
+  app.run(main)

@@ -167,8 +167,11 @@ def plot_accuracy_vs_examples(path: str, rows: Sequence[Row], methods: Sequence[
     ax.errorbar(x, y, yerr=yerr, xerr=xerr, fmt=marker + ('-' if len(mine) > 1 else ''),
                 ms=7, lw=1, color=colour, capsize=3, label=method, zorder=2)
     if len({r.fraction for r in rows}) > 1:  # several fractions: name each point's
-      for r, xi, yi in zip(mine, x, y):
-        ax.annotate(f'{r.fraction:g}', (xi, yi), textcoords='offset points', xytext=(4, 4),
+      labels: dict[tuple[float, float], list[str]] = {}
+      for r, xi, yi in zip(mine, x, y):  # coinciding points (a shortfall) share one label
+        labels.setdefault((round(xi, 3), round(yi, 6)), []).append(f'{r.fraction:g}')
+      for (xi, yi), names in labels.items():
+        ax.annotate('/'.join(names), (xi, yi), textcoords='offset points', xytext=(4, 4),
                     fontsize=7, color=colour)
   ax.xaxis.set_major_formatter(ticker.EngFormatter())
   ax.set_xlabel('examples trained on (all epochs)')
@@ -187,7 +190,7 @@ def plot_pruned_share_per_class(path: str, results: Sequence[RunResult], fractio
   shares = {}
   for method in methods:
     runs = [r for r in results if r.finished and r.method == method and r.fraction == fraction]
-    if runs and method != 'none':
+    if runs and method not in ('none', 'infobatch'):  # InfoBatch keeps a full mask
       shares[method] = np.mean(
           [r.summary['pruning']['pruned_fraction_per_class'] for r in runs], axis=0)
   num_classes = len(next(iter(shares.values())))
@@ -240,8 +243,10 @@ def plot_pruned_kept_grid(path: str, images: np.ndarray, scores: dict[str, np.nd
   keep = scores['keep'].astype(bool)
   classes = np.unique(labels)[:_MAX_GRID_CLASSES]
   rows, cols = 2 * len(classes), _GRID_IMAGES
-  fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.95 + 0.9, rows * 0.95 + 0.5),
-                           squeeze=False)
+  width, height = cols * 0.9 + 1.2, rows * 0.9 + 0.5
+  fig, axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False)
+  fig.subplots_adjust(left=1.1 / width, right=0.99, bottom=0.05 / height,
+                      top=1 - 0.45 / height, wspace=0.08, hspace=0.08)
   grey = images.shape[-1] == 1
   for ci, c in enumerate(classes):
     name = class_names[c] if c < len(class_names) else str(c)
@@ -250,6 +255,7 @@ def plot_pruned_kept_grid(path: str, images: np.ndarray, scores: dict[str, np.nd
       pick = rng.permutation(members)[:cols]
       row = axes[2 * ci + ri]
       for j, ax in enumerate(row):
+        ax.patch.set_visible(False)  # lets the 'no ... examples' note run across
         ax.set_xticks([])
         ax.set_yticks([])
         for spine in ax.spines.values():
@@ -268,8 +274,7 @@ def plot_pruned_kept_grid(path: str, images: np.ndarray, scores: dict[str, np.nd
       row[0].set_ylabel(f'{name}\n{label} ({len(members)})', rotation=0, ha='right',
                         va='center', fontsize=8,
                         color='tab:red' if label == 'pruned' else 'tab:blue')
-  fig.suptitle(title, fontsize=10)
-  fig.tight_layout(rect=(0, 0, 1, 0.98))
+  fig.suptitle(title, fontsize=10, y=1 - 0.15 / height)
   _save(fig, path, 100)
 
 
@@ -363,7 +368,8 @@ def write_report(compare_dir: str, run_summaries: Sequence[RunResult], *,
   failed = [r for r in results if r.error is not None]
   pending = [r for r in results if r.summary is None and r.error is None]
   rows = aggregate(results)
-  pruned_fractions = sorted({r.fraction for r in finished if r.method != 'none'})
+  pruned_fractions = sorted({r.fraction for r in finished
+                             if r.method not in ('none', 'infobatch')})
   fraction = plot_fraction
   if fraction is None or fraction not in pruned_fractions:
     fraction = pruned_fractions[-1] if pruned_fractions else None
@@ -386,7 +392,10 @@ def write_report(compare_dir: str, run_summaries: Sequence[RunResult], *,
             'sample std over the finished seeds (no std for one seed). Examples trained on '
             'counts every epoch; scoring MACs are the forward passes that score the training '
             'set; total cost = (training + scoring MACs) / the MACs of full-data training on '
-            'the same schedule.', '']
+            'the same schedule.'
+            + (' InfoBatch drops examples afresh every epoch and keeps no permanent mask, so '
+               'its pruned fraction is 0; its saving shows in examples trained on.'
+               if any(r.method == 'infobatch' for r in rows) else ''), '']
   else:
     out += ['No run has finished yet.', '']
   if failed:
@@ -423,7 +432,8 @@ def write_report(compare_dir: str, run_summaries: Sequence[RunResult], *,
        lambda p: plot_accuracy_vs_examples(p, rows, methods),
        None if rows else 'no finished run')
 
-  class_runs = [r for r in finished if r.method != 'none' and r.fraction == fraction]
+  class_runs = [r for r in finished
+                if r.method not in ('none', 'infobatch') and r.fraction == fraction]
   plot('Pruned share per class', CLASS_PLOT,
        lambda p: plot_pruned_share_per_class(p, results, fraction, methods,
                                              _class_names(class_runs[0].summary)),

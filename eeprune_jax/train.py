@@ -202,7 +202,7 @@ class Preemption:
 def prune_epochs(config: ml_collections.ConfigDict) -> list[int]:
   """The epochs at whose start a pruning round runs."""
   prune, num_epochs = config.prune, config.train.num_epochs
-  if prune.method == 'none':
+  if prune.method == 'none' or prune.method in pruning_methods.DYNAMIC_METHODS:
     return []
   if prune.every > 0:
     return list(range(prune.epoch, num_epochs, prune.every))

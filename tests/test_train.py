@@ -242,3 +242,38 @@ def test_data_parallel_step_equals_the_single_device_step():
   close = lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
   jax.tree.map(close, params8, params1)
   jax.tree.map(close, stats8, stats1)
+
+
+@pytest.mark.parametrize('method,overrides', [
+    ('el2n', {'prune.score_seeds': 2}),
+    ('grand', {'prune.grand_chunk': 4}),
+    ('forgetting', {}),
+    ('infobatch', {'prune.fraction': 0.5, 'prune.infobatch_anneal': 0.34}),
+])
+def test_baseline_methods_run_end_to_end(method, overrides, tmp_path):
+  config = tiny_config(**{'prune.method': method, 'train.num_epochs': 3, **overrides})
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  ledger, hist = summary['ledger'], summary['history']
+  n = summary['pruning']['num_examples']
+  if method == 'infobatch':
+    # Epoch 2 drops part of the below-mean-loss examples; epoch 3 (annealing) uses all.
+    assert hist[0]['kept'] == n and hist[1]['kept'] < n and hist[2]['kept'] == n
+    assert summary['pruning']['num_pruned'] == 0
+    return
+  assert summary['pruning']['num_pruned'] == round(0.3 * n)
+  scores = np.load(tmp_path / 'scores.npz')
+  if method == 'el2n':
+    assert scores['el2n_runs'].shape == (2, n)
+    # The extra seed trained to the pruning epoch and is charged to the ledger.
+    assert ledger['examples_trained_for_scoring'] == hist[0]['steps'] * 64
+  if method == 'grand':
+    # Norms are >= 0; an exact 0 is a float32-saturated softmax on a confident example.
+    grand = scores['grand_runs'][0]
+    assert scores['grand_runs'].shape == (1, n) and np.all(grand >= 0) and np.mean(grand > 0) > 0.9
+    # Lowest gradient norm is pruned first.
+    assert grand[~scores['keep']].max() <= grand[scores['keep']].min()
+    assert ledger['examples_grad_scored'] == n
+  if method == 'forgetting':
+    assert scores['forget_counts'].shape == (n,)
+    assert np.all(scores['forget_counts'][~scores['keep']] <=
+                  scores['forget_counts'][scores['keep'] & scores['presented']].max())

@@ -29,6 +29,9 @@ setuptools.setup(
     ],
     extras_require={
         "plots": ["matplotlib"],
+        # gs:// workdirs and data dirs (Orbax/TFDS go through TensorFlow's gfile; the
+        # TensorBoard writer needs the GCS client).
+        "gcs": ["google-cloud-storage", "gcsfs"],
         "test": [
             "pytest",
             "matplotlib",

@@ -113,7 +113,7 @@ install_script() {
   s+='export PATH="$HOME/.local/bin:$PATH"; '
   s+='command -v uv >/dev/null || curl -LsSf https://astral.sh/uv/install.sh | sh; '
   s+="[ -x $v/bin/python ] || uv venv --python $(q "$PY_VERSION") $v; "
-  s+="cd $d; uv pip install --python $v/bin/python -e . \"$req\"; "
+  s+="cd $d; uv pip install --python $v/bin/python -e \".[gcs]\" \"$req\"; "
   s+="$v/bin/python -c \"import jax; print(jax.device_count(), jax.devices())\""
   printf '%s' "$s"
 }

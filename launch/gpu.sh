@@ -19,7 +19,7 @@ the host and the commands go through ssh/scp.
 
 Commands:
   install  (--host: copy this checkout or git clone --git-url there, then)
-           uv pip install -e . "jax[cuda12]" into a venv
+           uv pip install -e ".[gcs]" "jax[cuda12]" into a venv
   run      start the job in the background (needs --config --workdir)
   up       install + run
   logs     tail -F the log

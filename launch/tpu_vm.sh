@@ -18,7 +18,7 @@ workdir back and delete the VM. Every command goes through gcloud.
 Commands:
   create   gcloud compute tpus tpu-vm create (needs --name --zone --accelerator-type)
   install  copy this checkout (or git clone --git-url) to every worker and
-           pip install -e . "jax[tpu]" into a venv there (needs --name --zone)
+           pip install -e ".[gcs]" "jax[tpu]" into a venv there (needs --name --zone)
   run      start the job on all workers in the background under nohup
            (needs --name --zone --config --workdir)
   up       create + install + run

@@ -63,7 +63,7 @@ def test_tpu_up_single_host_dry_run():
     assert "my-tpu:eeprune-jax-src.tar.gz" in lines[2] and "--worker=all" in lines[2]
     install, run = lines[3], lines[4]
     assert install.startswith("gcloud compute tpus tpu-vm ssh my-tpu --zone=us-central2-b --worker=all --command=")
-    assert '-e . "jax[tpu]"' in install
+    assert '-e ".[gcs]" "jax[tpu]"' in install
     assert run.startswith("gcloud compute tpus tpu-vm ssh my-tpu --zone=us-central2-b --worker=all --command=")
     assert "nohup " in run and ">> \"$HOME\"/eeprune-run.log 2>&1" in run
     assert ("-m eeprune_jax.main --config=configs/cifar100.py "
@@ -152,7 +152,7 @@ def test_gpu_up_remote_dry_run():
     assert lines[0].startswith("tar -czf ")
     assert lines[1] == "scp /tmp/eeprune-jax-src.tar.gz me@gpubox:eeprune-jax-src.tar.gz" or \
         lines[1].startswith("scp ") and lines[1].endswith(" me@gpubox:eeprune-jax-src.tar.gz")
-    assert lines[2].startswith("ssh me@gpubox ") and '-e . "jax[cuda12]"' in lines[2]
+    assert lines[2].startswith("ssh me@gpubox ") and '-e ".[gcs]" "jax[cuda12]"' in lines[2]
     run = lines[3]
     assert run.startswith("ssh me@gpubox ") and "nohup " in run
     assert "CUDA_VISIBLE_DEVICES=0,1,2,3" in run

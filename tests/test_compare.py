@@ -1,0 +1,169 @@
+"""The method comparison command: runs, resumption, failures, report.md and its plots."""
+
+import json
+import os
+import pathlib
+import runpy
+import subprocess
+import sys
+
+import ml_collections
+import pytest
+
+from eeprune_jax import compare
+from eeprune_jax import report
+from eeprune_jax import train
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DEMO = REPO / 'configs' / 'compare_demo.py'
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+PLOTS = (report.ACCURACY_PLOT, report.CLASS_PLOT, report.HIST_PLOT, report.GRID_PLOT)
+
+
+def demo_config(**compare_fields) -> ml_collections.ConfigDict:
+  """configs/compare_demo.py shrunk to seconds per run (8x8 digits, 2 epochs)."""
+  config = runpy.run_path(str(DEMO))['get_config']()
+  config.data.image_size = 8  # the digits' native size
+  config.model.width = 0.25
+  config.train.num_epochs = 2
+  config.train.batch_size = 128
+  config.train.eval_batch_size = 256
+  config.train.log_every_steps = 100
+  config.compare.update(compare_fields)
+  return config
+
+
+class CountingTrain:
+  """Wraps train.train_and_evaluate and records the run directories it was called on."""
+
+  def __init__(self):
+    self.calls: list[str] = []
+
+  def __call__(self, config: ml_collections.ConfigDict, workdir: str) -> dict:
+    self.calls.append(os.path.basename(workdir))
+    return train.train_and_evaluate(config, workdir)
+
+
+# none + random and eeprune_mid at 0.3 train; at 0.99 both fail config validation
+# (fewer kept examples than a batch) after the data is loaded: real failures from train.py.
+COMPARE = {'methods': 'none,random,eeprune_mid', 'fractions': '0.3,0.99', 'seeds': '0'}
+FINISHED = ('none_f0_s0', 'random_f0.3_s0', 'eeprune_mid_f0.3_s0')
+FAILED = ('random_f0.99_s0', 'eeprune_mid_f0.99_s0')
+
+
+@pytest.fixture(scope='module')
+def comparison(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('compare')
+  counter = CountingTrain()
+  results = compare.run_comparison(demo_config(**COMPARE), str(workdir),
+                                   command='python -m eeprune_jax.compare --config=demo',
+                                   train_fn=counter)
+  return workdir, results, counter
+
+
+def test_report_has_a_row_per_method_and_the_four_plots(comparison):
+  workdir, results, counter = comparison
+  assert counter.calls == [r.name for r in results]  # every planned run, in order
+  assert [r.name for r in results if r.finished] == list(FINISHED)
+  text = (workdir / 'report.md').read_text()
+  for row in ('| none | 0 |', '| random | 0.3 |', '| eeprune_mid | 0.3 |'):
+    assert sum(line.startswith(row) for line in text.splitlines()) == 1, row
+  assert 'python -m eeprune_jax.compare --config=demo' in text
+  assert 'resnet20' in text and '2 epochs' in text and 'batch 128' in text
+  for name in PLOTS:
+    data = (workdir / name).read_bytes()
+    assert data[:8] == PNG_SIGNATURE and len(data) > 5000, name
+    assert f']({name})' in text
+  assert 'Skipped' not in text
+  stored = json.loads((workdir / 'compare_config.json').read_text())
+  assert stored['runs'] == [r.name for r in results]
+
+
+def test_failed_runs_are_reported_and_the_others_still_run(comparison):
+  workdir, results, _ = comparison
+  for r in results:
+    if r.name in FAILED:
+      assert r.error.startswith('ConfigError') and 'prune.fraction=0.99' in r.error
+    else:
+      assert (workdir / 'runs' / r.name / 'summary.json').exists()
+  text = (workdir / 'report.md').read_text()
+  failed_section = text.split('### Failed runs')[1].split('## Plots')[0]
+  for name in FAILED:
+    assert f'`{name}`' in failed_section
+  assert 'prune.fraction=0.99' in failed_section
+
+
+def test_second_invocation_reruns_only_unfinished_runs(comparison):
+  workdir, _, _ = comparison
+  summaries = {n: workdir / 'runs' / n / 'summary.json' for n in FINISHED}
+  mtimes = {n: p.stat().st_mtime_ns for n, p in summaries.items()}
+  counter = CountingTrain()
+  results = compare.run_comparison(demo_config(**COMPARE), str(workdir), train_fn=counter)
+  assert counter.calls == list(FAILED)  # the failed ones are retried (and fail again)
+  assert {n: p.stat().st_mtime_ns for n, p in summaries.items()} == mtimes
+  assert [r.name for r in results if r.finished] == list(FINISHED)
+  assert (workdir / 'report.md').read_text().count('| eeprune_mid | 0.3 |') == 1
+
+
+def test_finished_run_of_another_config_is_not_reused(comparison, tmp_path):
+  workdir, _, _ = comparison
+  run = tmp_path / 'runs' / 'none_f0_s0'
+  run.mkdir(parents=True)
+  summary = json.loads((workdir / 'runs' / 'none_f0_s0' / 'summary.json').read_text())
+  summary['config']['train']['num_epochs'] = 5
+  (run / 'summary.json').write_text(json.dumps(summary))
+  results = compare.run_comparison(demo_config(methods='none', seeds='0'), str(tmp_path),
+                                   report_only=True)
+  assert 'train.num_epochs' in results[0].error
+
+
+def test_unknown_method_is_rejected_before_any_run(tmp_path):
+  def never(config, workdir):
+    raise AssertionError('no run may start')
+
+  with pytest.raises(ValueError, match=r'compare\.methods.*bogus.*valid names: none, random'):
+    compare.run_comparison(demo_config(methods='none,bogus'), str(tmp_path / 'c'), train_fn=never)
+  assert not (tmp_path / 'c').exists()
+
+
+def test_command_line_rejects_an_unknown_method(tmp_path):
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
+  proc = subprocess.run(
+      [sys.executable, '-m', 'eeprune_jax.compare', f'--config={DEMO}',
+       f'--workdir={tmp_path / "c"}', '--config.compare.methods=none,eeprune_middle'],
+      capture_output=True, text=True, env=env, cwd=REPO, timeout=120, check=False)
+  assert proc.returncode != 0
+  assert 'config.compare.methods' in proc.stderr and 'eeprune_middle' in proc.stderr
+  assert 'eeprune_mid' in proc.stderr.split('valid names:')[1]
+  assert not (tmp_path / 'c').exists()
+
+
+def test_run_configs_change_only_the_method_fields():
+  config = demo_config(fractions='0.5')
+  specs = compare.plan_runs(config.compare)
+  assert [s.name for s in specs] == [
+      'none_f0_s0', 'none_f0_s1', 'random_f0.5_s0', 'random_f0.5_s1',
+      'final_confidence_f0.5_s0', 'final_confidence_f0.5_s1', 'eeprune_mid_f0.5_s0',
+      'eeprune_mid_f0.5_s1']
+  config.model.exits = '2,5'
+  config.prune.exit = 1
+  shallow = compare.run_config(config, compare.RunSpec('eeprune_shallow', 0.5, 1))
+  assert (shallow.prune.method, shallow.model.exits, shallow.prune.exit) == (
+      'eeprune', 'shallow', 0)
+  assert shallow.seed == 1 and shallow.prune.fraction == 0.5 and 'compare' not in shallow
+  rand = compare.run_config(config, compare.RunSpec('random', 0.5, 0))
+  assert (rand.prune.method, rand.model.exits) == ('random', '2,5')
+  with pytest.raises(ValueError, match=r'compare\.fractions'):
+    compare.parse_fractions('0.5,1.2')
+
+
+def test_report_without_finished_runs_skips_the_plots(tmp_path):
+  failed = report.RunResult('random_f0.5_s0', 'random', 0.5, 0, str(tmp_path / 'runs' / 'x'),
+                            error='ValueError: boom')
+  pending = report.RunResult('none_f0_s0', 'none', 0.0, 0, str(tmp_path / 'runs' / 'y'))
+  path = report.write_report(str(tmp_path), [failed, pending],
+                             base_config=demo_config(), command='cmd')
+  text = pathlib.Path(path).read_text()
+  assert text.count('Skipped:') == 4 and 'boom' in text and 'No run has finished yet' in text
+  assert '`none_f0_s0`' in text.split('### Not run yet')[1]
+  assert not any((tmp_path / name).exists() for name in PLOTS)

@@ -225,7 +225,9 @@ class _Run:
                                     axis_name=parallel.BATCH_AXIS)
     self.num_exits = len(models.exit_blocks(config.model))
     config_checks.validate_with_data(config, self.num_train)
-    workdir_lib.check_or_write_config(workdir, config, self.is_writer)
+    self.manager = checkpointing.make_manager(workdir, config.train.keep_checkpoints)
+    workdir_lib.check_or_write_config(workdir, config, self.is_writer,
+                                      has_checkpoint=self.manager.latest_step() is not None)
     self.exit_macs = models.count_macs(self.model, self.info.image_shape)
     self.forward_macs = models.forward_macs(self.model, self.info.image_shape)
     repl, batch = P(), P(parallel.BATCH_AXIS)
@@ -236,7 +238,6 @@ class _Run:
     self.p_eval_step = parallel.data_parallel(eval_step, self.mesh, in_specs=(repl, batch),
                                               out_specs=repl)
     self.p_score_step = scoring.make_score_step(self.mesh)
-    self.manager = checkpointing.make_manager(workdir, config.train.keep_checkpoints)
     self.writer = None
     if self.is_writer:
       import tensorboardX  # pylint: disable=g-import-not-at-top
@@ -356,6 +357,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                           acc=f'{summary["train_accuracy"][-1]:.3f}')
           run.log_scalars(int(state.step), {**summary, 'lr': float(hparams['lr'])})
         if preemption.should_stop(ledger.train_steps) and not last:
+          _check_finite(jax.device_get(sums), run.manager)  # never checkpoint a diverged state
           ledger.add_time('train', time.time() - start)
           save(i + 1, epoch)
           run.manager.wait_until_finished()
@@ -378,6 +380,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     bar.close()
     preemption.restore()
     run.manager.wait_until_finished()
+    if run.writer:
+      run.writer.close()
 
   summary = _write_summary(run, progress, keep, ledger)
   return summary

@@ -73,11 +73,15 @@ def config_to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 def check_or_write_config(workdir: epath.PathLike, config: ml_collections.ConfigDict,
-                          is_writer: bool) -> None:
-  """Stores the config in a new workdir, or checks that it matches the run stored there."""
+                          is_writer: bool, has_checkpoint: bool) -> None:
+  """Stores the config in a new workdir, or checks that it matches the run stored there.
+
+  Only a run with a checkpoint binds its workdir: a run that stopped before its first
+  checkpoint (a bad learning rate, say) can be started again with a corrected config.
+  """
   path = epath.Path(workdir) / 'config.json'
   current = config_to_dict(config)
-  if path.exists():
+  if path.exists() and has_checkpoint:
     stored = _flatten(read_json(path))
     now = _flatten(current)
     changed = sorted(k for k in stored.keys() | now.keys()
@@ -87,6 +91,6 @@ def check_or_write_config(workdir: epath.PathLike, config: ml_collections.Config
       raise ValueError(
           f'workdir {workdir} holds a run of a different config ({details}). Resume it with '
           f'the same config, or pass a new --workdir for a new run.')
-  elif is_writer:
+  elif is_writer:  # a new run, or one that never reached a checkpoint
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     write_json(path, current)

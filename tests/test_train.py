@@ -115,11 +115,15 @@ def test_bad_config_is_named(field, value, message):
     config_checks.validate(tiny_config(**{field: value}))
 
 
-def test_non_finite_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path):
-  config = tiny_config(**{'train.learning_rate': 1e30, 'prune.method': 'none'})
+def test_non_finite_loss_stops_with_step_and_a_fixed_config_restarts(tmp_path):
+  config = tiny_config(**{'train.learning_rate': 1e30, 'prune.method': 'none',
+                          'train.num_epochs': 1})
   with pytest.raises(FloatingPointError, match=r'non-finite loss at step \d+'):
     train.train_and_evaluate(config, str(tmp_path))
   assert not (tmp_path / 'summary.json').exists()
+  # No checkpoint was reached, so the workdir is not bound to the failed config.
+  config.train.learning_rate = 0.05
+  assert len(train.train_and_evaluate(config, str(tmp_path))['history']) == 1
 
 
 def test_one_device_gives_the_same_masks_as_eight(full_run, tmp_path):
@@ -277,3 +281,4 @@ def test_baseline_methods_run_end_to_end(method, overrides, tmp_path):
     assert scores['forget_counts'].shape == (n,)
     assert np.all(scores['forget_counts'][~scores['keep']] <=
                   scores['forget_counts'][scores['keep'] & scores['presented']].max())
+

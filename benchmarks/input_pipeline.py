@@ -72,16 +72,19 @@ def bench_train_step(cfg: Any, batch_size: int, steps: int, warmup: int, mesh: A
   rng = np.random.default_rng(0)
   batch = parallel.host_to_global(mesh, {
       'image': rng.standard_normal((batch_size, *info.image_shape), np.float32),
-      'label': rng.integers(0, info.num_classes, batch_size).astype(np.int32)})
+      'label': rng.integers(0, info.num_classes, batch_size).astype(np.int32),
+      'index': np.arange(batch_size, dtype=np.int32)})
   hparams = {'lr': np.float32(0.1),
-             'exit_weights': np.ones(len(models.exit_blocks(cfg.model)), np.float32)}
+             'exit_weights': np.ones(len(models.exit_blocks(cfg.model)), np.float32),
+             'example_weight': parallel.replicate(mesh, np.ones(batch_size, np.float32))}
   step_fn = parallel.data_parallel(train.train_step, mesh,
                                    in_specs=(P(), P(parallel.BATCH_AXIS), P()),
-                                   out_specs=(P(), P()), donate_argnums=0)
+                                   out_specs=(P(), P(), P(parallel.BATCH_AXIS)),
+                                   donate_argnums=0)
   carry = [state]
 
   def step():
-    carry[0], metrics = step_fn(carry[0], batch, hparams)
+    carry[0], metrics, _ = step_fn(carry[0], batch, hparams)
     return metrics
 
   return batch_size / _time_steps(step, warmup, steps)

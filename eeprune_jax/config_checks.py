@@ -11,8 +11,6 @@ from eeprune_jax import pruning_methods
 SOURCES = ('digits', 'tfds', 'npz')
 BACKENDS = ('device', 'tfdata')
 AUGMENTS = ('cifar', 'imagenet', 'none')
-STEMS = ('cifar', 'imagenet')
-EXIT_HEADS = ('linear', 'sdn')
 DTYPES = ('float32', 'bfloat16')
 OPTIMIZERS = ('sgd', 'adamw')
 EXIT_LOSS_SCHEDULES = ('constant', 'sdn')
@@ -49,8 +47,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check(errors, d.image_size >= 8, f'config.data.image_size={d.image_size} must be >= 8.')
 
   _one_of(errors, 'model.name', m.name, models.MODEL_NAMES)
-  _one_of(errors, 'model.stem', m.stem, STEMS)
-  _one_of(errors, 'model.exit_head', m.exit_head, EXIT_HEADS)
+  _one_of(errors, 'model.stem', m.stem, models.STEMS)
+  _one_of(errors, 'model.exit_head', m.exit_head, models.EXIT_HEADS)
   _one_of(errors, 'model.dtype', m.dtype, DTYPES)
   _check(errors, m.width > 0, f'config.model.width={m.width} must be > 0.')
   num_exits = None

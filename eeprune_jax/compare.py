@@ -30,19 +30,21 @@ from eeprune_jax import report
 from eeprune_jax import train
 from eeprune_jax import workdir as workdir_lib
 
-# Method name -> (prune.method, model.exits preset or None for the base config's model).
-METHODS: dict[str, tuple[str, str | None]] = {
-    'none': ('none', None),
-    'random': ('random', None),
-    'random_balanced': ('random_balanced', None),
-    'el2n': ('el2n', None),
-    'grand': ('grand', None),
-    'forgetting': ('forgetting', None),
-    'final_confidence': ('final_confidence', None),
-    'infobatch': ('infobatch', None),
-    'eeprune_shallow': ('eeprune', 'shallow'),
-    'eeprune_mid': ('eeprune', 'mid'),
-    'eeprune_deep': ('eeprune', 'deep'),
+# Method name -> (prune.method, model.exits preset or None for the base config's model,
+# prune.class_balanced).
+METHODS: dict[str, tuple[str, str | None, bool]] = {
+    'none': ('none', None, False),
+    'random': ('random', None, False),
+    'random_balanced': ('random_balanced', None, False),
+    'el2n': ('el2n', None, False),
+    'grand': ('grand', None, False),
+    'forgetting': ('forgetting', None, False),
+    'final_confidence': ('final_confidence', None, False),
+    'infobatch': ('infobatch', None, False),
+    'eeprune_shallow': ('eeprune', 'shallow', False),
+    'eeprune_mid': ('eeprune', 'mid', False),
+    'eeprune_deep': ('eeprune', 'deep', False),
+    'eeprune_mid_balanced': ('eeprune', 'mid', True),
 }
 
 
@@ -124,10 +126,11 @@ def base_run_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
 def run_config(config: ml_collections.ConfigDict, spec: RunSpec) -> ml_collections.ConfigDict:
   """The run config of one (method, fraction, seed): the base config with those set."""
   rc = base_run_config(config)
-  prune_method, exits = METHODS[spec.method]
+  prune_method, exits, class_balanced = METHODS[spec.method]
   rc.seed = spec.seed
   rc.prune.method = prune_method
   rc.prune.fraction = float(spec.fraction)
+  rc.prune.class_balanced = class_balanced
   if exits is not None:  # eeprune_*: the exit moves; its one exit scores.
     rc.model.exits = exits
     rc.prune.exit = 0
@@ -136,8 +139,7 @@ def run_config(config: ml_collections.ConfigDict, spec: RunSpec) -> ml_collectio
 
 def _changed_fields(stored: dict[str, Any], expected: dict[str, Any]) -> list[str]:
   """Config fields (dotted) that differ, ignoring those a resumed run may change."""
-  # pylint: disable-next=protected-access
-  a, b = workdir_lib._flatten(stored), workdir_lib._flatten(expected)
+  a, b = workdir_lib.flatten(stored), workdir_lib.flatten(expected)
   return sorted(k for k in a.keys() | b.keys()
                 if k not in workdir_lib.MUTABLE_FIELDS and a.get(k) != b.get(k))
 

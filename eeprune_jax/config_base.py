@@ -74,6 +74,9 @@ def base_config() -> ml_collections.ConfigDict:
   prune.exit = 0  # which early exit scores (index into the configured exits).
   prune.epoch = 3  # prune after this many epochs of full-data training.
   prune.every = 0  # if > 0, prune again every `every` epochs (the pruned set only grows).
+  # Fraction mode: prune the same share of every class (each class's most confident
+  # eligible examples first) instead of the most confident overall.
+  prune.class_balanced = False
   # EL2N / GraNd: average the scores of this many independently initialised networks, each
   # trained to `prune.epoch` (the extra training is charged to the cost ledger).
   prune.score_seeds = 1

@@ -75,6 +75,42 @@ def prune_top(priority: np.ndarray, eligible: np.ndarray, target_pruned: int,
                      cutoff=float(np.asarray(priority)[chosen].min()))
 
 
+def class_quotas(total: int, labels: np.ndarray, num_classes: int) -> np.ndarray:
+  """Splits `total` over classes in proportion to their sizes, summing exactly to `total`.
+
+  Largest-remainder rounding; leftover units go to the larger remainders (ties to the lower
+  class).
+  """
+  counts = np.bincount(labels, minlength=num_classes)
+  exact = total * counts / max(counts.sum(), 1)
+  quotas = np.floor(exact).astype(int)
+  leftover = total - quotas.sum()
+  order = np.lexsort((np.arange(num_classes), -(exact - quotas)))
+  quotas[order[:leftover]] += 1
+  return quotas
+
+
+def prune_top_per_class(priority: np.ndarray, eligible: np.ndarray, target_pruned: int,
+                        labels: np.ndarray, prior_keep: np.ndarray | None = None
+                        ) -> PruneResult:
+  """`prune_top` within each class, so every class loses the same share (class quotas)."""
+  n = len(priority)
+  keep = as_keep(prior_keep, n)
+  labels = np.asarray(labels)
+  num_classes = int(labels.max()) + 1
+  quotas = class_quotas(target_pruned, labels, num_classes)
+  shortfall, cutoffs = 0, []
+  for c in range(num_classes):
+    members = np.flatnonzero(labels == c)
+    result = prune_top(np.asarray(priority)[members], np.asarray(eligible)[members],
+                       int(quotas[c]), keep[members])
+    keep[members] = result.keep
+    shortfall += result.shortfall
+    cutoffs.append(result.cutoff)
+  cutoff = float(np.nanmin(cutoffs)) if not np.all(np.isnan(cutoffs)) else float('nan')
+  return PruneResult(keep=keep, target_pruned=target_pruned, shortfall=shortfall, cutoff=cutoff)
+
+
 def cumulative_targets(num_examples: int, fraction: float, num_rounds: int) -> list[int]:
   """Total pruned after each of `num_rounds` rounds, rising evenly to round(fraction * N)."""
   return [int(round(fraction * num_examples * (r + 1) / num_rounds)) for r in range(num_rounds)]

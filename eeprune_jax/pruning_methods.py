@@ -86,4 +86,6 @@ def prune(prune_config: ml_collections.ConfigDict, *, scores: Mapping[str, np.nd
     priority, eligible = _balanced_random_priority(labels, rng), np.ones(n, bool)
   else:
     raise ValueError(f'unknown prune.method={method!r}; choose one of {METHODS}.')
+  if prune_config.class_balanced:
+    return masks.prune_top_per_class(priority, eligible, target_pruned, labels, prior_keep)
   return masks.prune_top(priority, eligible, target_pruned, prior_keep)

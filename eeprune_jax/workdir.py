@@ -57,11 +57,12 @@ def read_json(path: epath.PathLike) -> Any:
   return json.loads(epath.Path(path).read_text())
 
 
-def _flatten(d: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+def flatten(d: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+  """A nested dict as {'a.b': value}."""
   out = {}
   for k, v in d.items():
     if isinstance(v, dict):
-      out.update(_flatten(v, f'{prefix}{k}.'))
+      out.update(flatten(v, f'{prefix}{k}.'))
     else:
       out[f'{prefix}{k}'] = v
   return out
@@ -82,8 +83,8 @@ def check_or_write_config(workdir: epath.PathLike, config: ml_collections.Config
   path = epath.Path(workdir) / 'config.json'
   current = config_to_dict(config)
   if path.exists() and has_checkpoint:
-    stored = _flatten(read_json(path))
-    now = _flatten(current)
+    stored = flatten(read_json(path))
+    now = flatten(current)
     changed = sorted(k for k in stored.keys() | now.keys()
                      if k not in MUTABLE_FIELDS and stored.get(k) != now.get(k))
     if changed:

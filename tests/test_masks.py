@@ -11,7 +11,8 @@ from eeprune_jax import scoring
 
 def _prune_config(**kw):
   cfg = ml_collections.ConfigDict(dict(method='eeprune', mode='fraction', fraction=0.5,
-                                       threshold=0.9, exit=0, epoch=0, every=0))
+                                       threshold=0.9, exit=0, epoch=0, every=0,
+                                       class_balanced=False))
   cfg.update(kw)
   return cfg
 
@@ -125,3 +126,24 @@ def test_assemble_orders_rows_and_rejects_gaps():
   np.testing.assert_array_equal(out['label'], [0, 10, 20])
   with pytest.raises(RuntimeError, match='1 missing'):
     scoring.assemble([chunk([2, 0], [1, 1])], 3)
+
+
+def test_class_quotas_are_proportional_and_exact():
+  labels = np.array([0] * 50 + [1] * 30 + [2] * 20)
+  np.testing.assert_array_equal(masks.class_quotas(10, labels, 3), [5, 3, 2])
+  quotas = masks.class_quotas(7, labels, 3)  # 3.5, 2.1, 1.4: the leftover unit goes to class 0
+  np.testing.assert_array_equal(quotas, [4, 2, 1])
+
+
+def test_class_balanced_eeprune_takes_each_class_most_confident_first():
+  labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+  conf = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])  # class 0 is all more confident
+  cfg = _prune_config(class_balanced=True)
+  keep = pruning_methods.prune(cfg, scores=_scores(labels, labels, conf, labels), labels=labels,
+                               prior_keep=None, target_pruned=4,
+                               rng=np.random.default_rng(0)).keep
+  np.testing.assert_array_equal(np.flatnonzero(~keep), [0, 1, 4, 5])
+  unbalanced = pruning_methods.prune(_prune_config(), scores=_scores(labels, labels, conf, labels),
+                                     labels=labels, prior_keep=None, target_pruned=4,
+                                     rng=np.random.default_rng(0)).keep
+  np.testing.assert_array_equal(np.flatnonzero(~unbalanced), [0, 1, 2, 3])

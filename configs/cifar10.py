@@ -33,4 +33,5 @@ def get_config():
   config.train.checkpoint_every_epochs = 5
   config.prune.fraction = 0.5
   config.prune.epoch = 20
+  config.prune.class_balanced = False  # the paper's rule
   return config

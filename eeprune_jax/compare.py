@@ -137,13 +137,6 @@ def run_config(config: ml_collections.ConfigDict, spec: RunSpec) -> ml_collectio
   return rc
 
 
-def _changed_fields(stored: dict[str, Any], expected: dict[str, Any]) -> list[str]:
-  """Config fields (dotted) that differ, ignoring those a resumed run may change."""
-  a, b = workdir_lib.flatten(stored), workdir_lib.flatten(expected)
-  return sorted(k for k in a.keys() | b.keys()
-                if k not in workdir_lib.MUTABLE_FIELDS and a.get(k) != b.get(k))
-
-
 def _error_text(e: BaseException) -> str:
   """`Type: message`, plus the innermost frame for errors that are not config errors."""
   text = f'{type(e).__name__}: {e}'
@@ -208,7 +201,7 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str, *, command: 
     if path.exists():
       summary = workdir_lib.read_json(path)
       expected = workdir_lib.config_to_dict(run_config(config, spec))
-      changed = _changed_fields(summary.get('config', {}), expected)
+      changed = workdir_lib.config_differences(summary.get('config', {}), expected)
       if changed:
         results[spec.name] = result(spec, error=(
             f'{path} holds a finished run of a different config (fields: '

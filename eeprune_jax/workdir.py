@@ -73,6 +73,17 @@ def config_to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return json.loads(config.to_json())
 
 
+def config_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+  """Dotted fields whose values differ between a stored run config and the current one.
+
+  Fields a resumed run may change are ignored, and so are fields the stored config does
+  not have: a workdir written before a field existed keeps resuming (the field then takes
+  its default).
+  """
+  a, b = flatten(stored), flatten(current)
+  return sorted(k for k in a if k not in MUTABLE_FIELDS and a[k] != b.get(k))
+
+
 def check_or_write_config(workdir: epath.PathLike, config: ml_collections.ConfigDict,
                           is_writer: bool, has_checkpoint: bool) -> None:
   """Stores the config in a new workdir, or checks that it matches the run stored there.
@@ -83,11 +94,10 @@ def check_or_write_config(workdir: epath.PathLike, config: ml_collections.Config
   path = epath.Path(workdir) / 'config.json'
   current = config_to_dict(config)
   if path.exists() and has_checkpoint:
-    stored = flatten(read_json(path))
-    now = flatten(current)
-    changed = sorted(k for k in stored.keys() | now.keys()
-                     if k not in MUTABLE_FIELDS and stored.get(k) != now.get(k))
+    stored = read_json(path)
+    changed = config_differences(stored, current)
     if changed:
+      stored, now = flatten(stored), flatten(current)
       details = '; '.join(f'{k}: stored {stored.get(k)!r}, now {now.get(k)!r}' for k in changed[:5])
       raise ValueError(
           f'workdir {workdir} holds a run of a different config ({details}). Resume it with '

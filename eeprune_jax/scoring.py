@@ -1,4 +1,8 @@
-"""The scoring pass: one forward pass over the training set, per-example exit statistics."""
+"""The scoring pass: one forward pass over the training set, per-example exit statistics.
+
+Per example: index, label, and [N, E+1] arrays pred, conf, el2n, loss holding the exits
+shallow to deep and the final classifier last.
+"""
 
 from typing import Any, Callable, Iterable
 
@@ -7,10 +11,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from eeprune_jax import parallel
-
-# Per-example outputs of the scoring step; every [N, E+1] array holds the exits shallow to
-# deep and the final classifier last.
-SCORE_FIELDS = ('index', 'label', 'pred', 'conf', 'el2n', 'loss')
 
 
 def exit_statistics(logits: tuple[jax.Array, ...], labels: jax.Array) -> dict[str, jax.Array]:

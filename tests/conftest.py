@@ -5,10 +5,8 @@ module imports jax. Tests that need one device run a subprocess without it.
 """
 
 import os
-import pathlib
 import tempfile
 
-import pytest
 
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=8').strip()
@@ -19,14 +17,3 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='eeprune-jax-cc-'))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '-1')
-
-SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data'
-
-
-@pytest.fixture
-def shared_data() -> pathlib.Path:
-  """../shared/data beside the checkout, or a skip saying it is absent."""
-  if not (SHARED_DATA / 'tfds' / 'cifar10').exists():
-    pytest.skip(f'the shared CIFAR-10 copy is absent ({SHARED_DATA}); it exists only on the '
-                'development machines')
-  return SHARED_DATA

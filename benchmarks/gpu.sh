@@ -1,28 +1,39 @@
 #!/usr/bin/env bash
 # GPU benchmarks of docs/benchmarks.md. Needs JAX with CUDA and this repo (no TensorFlow):
-# data come from the CIFAR-10 JPEG .npz through the device-resident backend.
-# Usage: bash benchmarks/gpu.sh NPZ_PATH [OUT_DIR] [EPOCHS]
+# data come from the CIFAR-10 JPEG .npz through the device-resident backend. PyTorch is
+# optional: without it the PyTorch reference is skipped, saying so.
+# Usage: bash benchmarks/gpu.sh NPZ_PATH [OUT_DIR]
 set -euo pipefail
-npz="${1:?usage: bash benchmarks/gpu.sh NPZ_PATH [OUT_DIR] [EPOCHS]}"
+npz="${1:?usage: bash benchmarks/gpu.sh NPZ_PATH [OUT_DIR]}"
 out="${2:-gpu_bench}"
-epochs="${3:-30}"
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 python -c 'import jax; print(jax.__version__, jax.devices())' | tee "$out/devices.txt"
-# Train and scoring step throughput, ratios against a plain forward / a no-exit network.
+# 1. The loop against its bare step, the step against a plain Flax step, eval against a
+#    forward pass, start to first step (cold/warm compilation cache): ResNet-18, bf16,
+#    batch 512, 20 epochs of CIFAR-10 (configs/loop_benchmark.py:gpu).
+python benchmarks/loop.py --preset=gpu --npz_path="$npz" --json 2>&1 \
+  | grep -v -E '^(W|I)[0-9]{4}' | tee "$out/loop.txt"
+# 2. The same recipe as a plain PyTorch loop (eager, bf16 autocast, channels_last).
+if python -c 'import torch' 2>/dev/null; then
+  python benchmarks/pytorch_reference.py --npz_path="$npz" --epochs=20 --json 2>&1 \
+    | tee "$out/pytorch.txt"
+  python - "$out" <<'PY'
+import json, sys
+out = sys.argv[1]
+last = lambda f: json.loads(open(f'{out}/{f}').read().strip().splitlines()[-1])
+jax_, torch_ = last('loop.txt'), last('pytorch.txt')
+print(f"card: {jax_['device_kind']} / {torch_['device']}")
+print(f"bare step vs PyTorch eager step: {jax_['bare_step_examples_per_s'] / torch_['eager_step_examples_per_s']:.2f}x  (target >= 1.4)")
+print(f"end to end (train + eval, 20 epochs): {torch_['run_seconds'] / jax_['run_train_eval_s']:.2f}x PyTorch's speed "
+      f"({jax_['run_train_eval_s']:.1f} s vs {torch_['run_seconds']:.1f} s; target >= 1.3)")
+print(f"final test accuracy: {jax_['final_test_accuracy']:.4f} vs {torch_['final_test_accuracy']:.4f}")
+PY
+else
+  echo "PyTorch not installed: reference skipped." | tee "$out/pytorch.txt"
+fi
+# 3. Step overheads of the paper's networks (scoring vs forward, exits vs none).
 for model in resnet50 mobilenet_v3_large; do
-  for dtype in float32 bfloat16; do
-    python benchmarks/steps.py --model="$model" --width=1.0 --dtype="$dtype" \
-      --batch_size=512 --rounds=20 2>&1 | grep -v -E '^(W|I)[0-9]{4}' | tee -a "$out/steps.txt"
-  done
+  python benchmarks/steps.py --model="$model" --width=1.0 --dtype=bfloat16 \
+    --batch_size=512 --rounds=20 2>&1 | grep -v -E '^(W|I)[0-9]{4}' | tee -a "$out/steps.txt"
 done
-# Input pipeline vs train step (device backend only: no TensorFlow on the GPU box).
-python benchmarks/input_pipeline.py --npz_path="$npz" --backends=device --steps=200 \
-  --batch_size=512 --width=1.0 2>&1 | grep -v -E '^(W|I)[0-9]{4}' | tee "$out/input.txt"
-# One full EEPrune CIFAR-10 run (ResNet-50, 50% pruned at epoch epochs/10) with its ledger.
-python -m eeprune_jax.main --config=configs/cifar10.py --workdir="$out/cifar10_eeprune" \
-  --config.data.source=npz --config.data.npz_path="$npz" --config.data.name=cifar10 \
-  --config.model.dtype=bfloat16 --config.train.num_epochs="$epochs" \
-  --config.train.warmup_epochs=2 --config.prune.epoch=$((epochs / 10)) \
-  --config.train.progress_bar=False
-python -m eeprune_jax.inspect --workdir="$out/cifar10_eeprune" | tee "$out/cifar10_inspect.txt"

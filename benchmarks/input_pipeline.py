@@ -75,8 +75,7 @@ def bench_train_step(cfg: Any, batch_size: int, steps: int, warmup: int, mesh: A
       'label': rng.integers(0, info.num_classes, batch_size).astype(np.int32),
       'index': np.arange(batch_size, dtype=np.int32)})
   hparams = {'lr': np.float32(0.1),
-             'exit_weights': np.ones(len(models.exit_blocks(cfg.model)), np.float32),
-             'example_weight': parallel.replicate(mesh, np.ones(batch_size, np.float32))}
+             'exit_weights': np.ones(len(models.exit_blocks(cfg.model)), np.float32)}
   step_fn = parallel.data_parallel(train.train_step, mesh,
                                    in_specs=(P(), P(parallel.BATCH_AXIS), P()),
                                    out_specs=(P(), P(), P(parallel.BATCH_AXIS)),

@@ -79,8 +79,7 @@ def main(argv):
     model = models.build_model(config.model, FLAGS.num_classes, axis_name=parallel.BATCH_AXIS)
     states[name] = train.create_train_state(model, tx, shape, 0, mesh)
     num_exits = len(models.exit_blocks(config.model))
-    hparams = {'lr': np.float32(0.01), 'exit_weights': np.ones(num_exits, np.float32),
-               'example_weight': parallel.replicate(mesh, np.ones(FLAGS.batch_size, np.float32))}
+    hparams = {'lr': np.float32(0.01), 'exit_weights': np.ones(num_exits, np.float32)}
     step = parallel.data_parallel(train.train_step, mesh, in_specs=(repl, sharded, repl),
                                   out_specs=(repl, repl, sharded))
     train_steps[name] = (lambda s=states[name], f=step, h=hparams: f(s, batch, h))

@@ -58,10 +58,15 @@ def base_config() -> ml_collections.ConfigDict:
   # where depth_k = (k + 1) / (num_exits + 1) and t = epoch / num_epochs * 2.
   train.exit_loss_schedule = 'constant'
   train.exit_loss_weight = 1.0
+  # Train steps per dispatch of the loop's jitted program (device backend), and how often
+  # metrics reach the host and TensorBoard. Preemption is checked between dispatches.
   train.log_every_steps = 50
   train.checkpoint_every_epochs = 1
   train.keep_checkpoints = 2
   train.progress_bar = True
+  # JAX's persistent compilation cache: 'default' (~/.cache/eeprune_jax/...), a directory,
+  # or '' (off). A rerun or a resumed run then starts without recompiling its programs.
+  train.compilation_cache_dir = 'default'
 
   # --- Pruning ----------------------------------------------------------------------
   config.prune = prune = ml_collections.ConfigDict()

@@ -21,6 +21,9 @@ class Ledger:
   examples_trained_for_scoring: int = 0  # extra networks trained for EL2N/GraNd seeds
   scoring_passes: int = 0
   examples_evaluated: int = 0
+  # Package import to the first train dispatch (data load, init, compile), summed over the
+  # run's starts; it overlaps the first epoch's 'train' seconds, so it stays out of them.
+  startup_seconds: float = 0.0
   seconds: dict[str, float] = dataclasses.field(
       default_factory=lambda: {'train': 0.0, 'score': 0.0, 'eval': 0.0, 'checkpoint': 0.0})
 

@@ -34,16 +34,21 @@ def local_batch_size(global_batch_size: int) -> int:
   return global_batch_size // jax.process_count()
 
 
-def replicate(mesh: Mesh, tree: Any) -> Any:
-  """Puts host values (the same on every process) on every device of the mesh.
+def put(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
+  """A global array from a host value that every process holds in full.
 
-  Unlike `jax.device_put`, this also works when the mesh spans several processes.
+  Unlike `jax.device_put`, this also works when the mesh spans several processes. It is
+  a deliberate upload, so it passes `jax.transfer_guard('disallow')`, which the tests
+  put around an epoch to catch any other (implicit) transfer.
   """
-  sharding = replicated(mesh)
-  def put(x):
-    x = np.asarray(x)
+  x = np.asarray(x)
+  with jax.transfer_guard_host_to_device('allow'):
     return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
-  return jax.tree.map(put, tree)
+
+
+def replicate(mesh: Mesh, tree: Any) -> Any:
+  """Puts host values (the same on every process) on every device of the mesh."""
+  return jax.tree.map(lambda x: put(x, replicated(mesh)), tree)
 
 
 def host_to_global(mesh: Mesh, local: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
@@ -53,8 +58,9 @@ def host_to_global(mesh: Mesh, local: Mapping[str, np.ndarray]) -> dict[str, jax
   process this is a plain sharded `device_put`.
   """
   sharding = batch_sharding(mesh)
-  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-          for k, v in local.items()}
+  with jax.transfer_guard_host_to_device('allow'):  # a deliberate upload, as `put`
+    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+            for k, v in local.items()}
 
 
 def global_to_host(tree: Any) -> Any:

@@ -1,8 +1,9 @@
 """Per-example statistics gathered from training steps, for forgetting events and InfoBatch.
 
-The train step returns, per example of its batch, the index, whether the final exit was
-correct and its loss. Those rows stay on device until `flush` (at log steps, epoch ends
-and checkpoints), so tracking adds no host round-trip per step.
+The loop's train program returns, per step and example of its dispatch, the index,
+whether the final exit was correct and its loss ([steps, batch] arrays, index -1 for
+steps the dispatch did not run). Those rows stay on device until `flush` (at pruning
+rounds, epoch ends and checkpoints), so tracking adds no host round-trip per step.
 """
 
 from typing import Any
@@ -30,7 +31,8 @@ class ExampleStats:
   def flush(self) -> None:
     """Moves queued rows to the host statistics, in step order."""
     for rows in self._pending:
-      rows = parallel.global_to_host(rows)
+      rows = {k: v.reshape(-1) for k, v in parallel.global_to_host(rows).items()}
+      rows = {k: v[rows['index'] >= 0] for k, v in rows.items()}  # in step order
       self.forgetting.update(rows['index'], rows['correct'])
       self.last_loss[rows['index']] = rows['loss']
     self._pending.clear()

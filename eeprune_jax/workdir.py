@@ -23,7 +23,7 @@ import numpy as np
 # Fields a resumed run may change without changing the run itself.
 MUTABLE_FIELDS = frozenset({
     'data.data_dir', 'data.npz_path', 'train.log_every_steps', 'train.progress_bar',
-    'train.checkpoint_every_epochs', 'train.keep_checkpoints',
+    'train.checkpoint_every_epochs', 'train.keep_checkpoints', 'train.compilation_cache_dir',
 })
 
 

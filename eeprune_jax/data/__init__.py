@@ -17,6 +17,13 @@ with leading dim = the global batch size: `image` float32 [B,H,W,C] ((x - mean) 
 `label` int32 [B], `index` int32 [B], `valid` bool [B]. Training batches are all valid.
 Eval/scoring batches visit every index exactly once; the last batch is padded with rows
 that have valid=False, index=-1, label=0 and an all-zero image.
+
+What the training loop reads (`loop.py`) is a *feed*: a pytree of global arrays that one
+jitted program takes, with `*_feed_specs()` giving its PartitionSpecs and
+`local_batch(feed, step, epoch, train)` turning it, inside `shard_map`, into this
+device's rows of batch `step`. The device backend's feed is the whole split plus the
+epoch's index order (uploaded once per epoch), so a program runs many steps per dispatch;
+the tf.data backend's feed is one host batch, so its programs run one step.
 """
 
 from typing import Any, Iterator
@@ -83,6 +90,35 @@ class Pipeline:
   def train_epoch(self, epoch: int, keep_mask: np.ndarray | None
                   ) -> Iterator[dict[str, jax.Array]]:
     """Exactly steps_per_epoch(keep_mask) augmented global batches of kept examples."""
+    raise NotImplementedError
+
+  # --- Feeds: what the loop's jitted programs read (see the module docstring) ---------
+
+  def train_feeds(self, epoch: int, keep_mask: np.ndarray | None, first_step: int,
+                  steps_per_feed: int) -> Iterator[Any]:
+    """One feed per dispatch for steps first_step.. of the epoch, up to `steps_per_feed`
+    steps each (the tf.data backend serves one step per feed whatever is asked)."""
+    raise NotImplementedError
+
+  def max_steps_per_feed(self) -> int:
+    """How many train steps one feed can serve (the device backend: a whole epoch)."""
+    raise NotImplementedError
+
+  def eval_feeds(self, split: str) -> Iterator[tuple[Any, int]]:
+    """(feed, number of batches in it) covering split 'train' or 'eval' once."""
+    raise NotImplementedError
+
+  def train_feed_specs(self) -> Any:
+    """PartitionSpec tree of a train feed."""
+    raise NotImplementedError
+
+  def eval_feed_specs(self) -> Any:
+    """PartitionSpec tree of an eval feed."""
+    raise NotImplementedError
+
+  def local_batch(self, feed: Any, step: jax.Array, epoch: jax.Array, *, train: bool
+                  ) -> dict[str, jax.Array]:
+    """This device's rows of batch `step` of `feed` (traced; runs inside shard_map)."""
     raise NotImplementedError
 
   def eval_batches(self, split: str) -> Iterator[dict[str, jax.Array]]:

@@ -1,9 +1,11 @@
 """Device-resident input pipeline: whole splits on device, augmentation in JAX.
 
 Each process loads the full split (`sources.load_arrays`) and puts it, as uint8,
-replicated on every device of the mesh. Per step only an int32 [B] index batch crosses
-host->device; a jitted gather + augment + normalise turns it into the batch dict,
-sharded P('batch') (each device gathers its own rows from its replica, no communication).
+replicated on every device of the mesh. Per epoch only the int32 [steps, B] index order
+crosses host->device; inside the loop's jitted programs each device gathers its own rows
+of a step from its replica (no communication), augments and normalises them
+(`local_batch`). A train feed serves any number of steps of its epoch, so one dispatch
+can run many steps; an eval feed is the whole split.
 
 Training order: `np.random.default_rng((seed, epoch)).permutation(kept indices)`, cut
 into steps_per_epoch batches (the remainder is dropped); every process computes the same
@@ -12,45 +14,38 @@ index)`. Both depend only on (seed, epoch, keep mask), so a resumed run sees the
 batches. TensorFlow is never imported here (it is only used when the source is 'tfds').
 """
 
-import functools
 from typing import Any, Iterator
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import Mesh
 
 from eeprune_jax import parallel
 from eeprune_jax.data import PAD_INDEX, Pipeline, sources
 from eeprune_jax.data import augment as augment_lib
 from eeprune_jax.data.sources import ceil_div
 
-
-def _gather(table: jax.Array, idx: jax.Array, sharding: NamedSharding) -> jax.Array:
-  # Replicated table, batch-sharded indices: each device gathers its own rows. Meshes
-  # with Explicit axes (jax.make_mesh's default) need the output sharding spelled out;
-  # Auto meshes reject that and take a sharding constraint instead.
-  if all(t == AxisType.Explicit for t in sharding.mesh.axis_types):
-    return table.at[idx].get(out_sharding=sharding)
-  return jax.lax.with_sharding_constraint(jnp.take(table, idx, axis=0), sharding)
+P = jax.sharding.PartitionSpec
+_TABLE_SPECS = {'images': P(), 'labels': P(), 'mean': P(), 'std': P(), 'key': P()}
+_FEED_SPECS = {'tables': _TABLE_SPECS, 'order': P(None, parallel.BATCH_AXIS)}
 
 
-@functools.partial(jax.jit, static_argnames=('kind', 'train', 'sharding'))
-def _make_batch(images: jax.Array, labels: jax.Array, idx: jax.Array, key: jax.Array,
-                epoch: jax.Array, mean: jax.Array, std: jax.Array, *, kind: str,
-                train: bool, sharding: NamedSharding) -> dict[str, jax.Array]:
+def _batch_from_indices(tables: dict[str, jax.Array], idx: jax.Array, epoch: jax.Array, *,
+                        kind: str, train: bool) -> dict[str, jax.Array]:
+  """Gather + augment + normalise of the rows `idx` (-1 = padding) of a replicated split."""
   valid = idx >= 0
   safe = jnp.where(valid, idx, 0)
-  x = _gather(images, safe, sharding)
+  x = jnp.take(tables['images'], safe, axis=0)
   if train:
-    epoch_key = jax.random.fold_in(jax.random.wrap_key_data(key), epoch)
+    epoch_key = jax.random.fold_in(jax.random.wrap_key_data(tables['key']), epoch)
     keys = jax.vmap(lambda i: jax.random.fold_in(epoch_key, i))(safe)
     x = augment_lib.augment_batch(x, keys, kind)
-  x = augment_lib.normalise(x, mean, std)
+  x = augment_lib.normalise(x, tables['mean'], tables['std'])
   x = jnp.where(valid[:, None, None, None], x, 0.0)
   return {'image': x,
-          'label': jnp.where(valid, _gather(labels, safe, sharding), 0).astype(jnp.int32),
-          'index': idx,
+          'label': jnp.where(valid, jnp.take(tables['labels'], safe), 0).astype(jnp.int32),
+          'index': idx.astype(jnp.int32),
           'valid': valid}
 
 
@@ -61,15 +56,21 @@ class DevicePipeline(Pipeline):
                mesh: Mesh, seed: int):
     super().__init__(data_config, batch_size=batch_size, eval_batch_size=eval_batch_size,
                      mesh=mesh, seed=seed)
-    self._arrays: dict[str, tuple[jax.Array, jax.Array]] = {}
+    self._tables: dict[str, dict[str, jax.Array]] = {}
+    self._eval_orders: dict[str, jax.Array] = {}
+    # Raw key data: typed key arrays cannot be built from host buffers on every process.
+    self._key_data = np.asarray(jax.random.key_data(jax.random.key(seed)))
     images, labels = self._load('train')
     self.train_labels = labels
-    self._arrays['train'] = (parallel.replicate(mesh, images), parallel.replicate(mesh, labels))
-    self._mean = parallel.replicate(mesh, np.asarray(self.info.mean, np.float32))
-    self._std = parallel.replicate(mesh, np.asarray(self.info.std, np.float32))
-    # Raw key data: typed key arrays cannot be built from host buffers on every process.
-    self._key = parallel.replicate(mesh, jax.random.key_data(jax.random.key(seed)))
-    self._batch_sharding = parallel.batch_sharding(mesh)
+    self._put_tables('train', images, labels)
+    # Global batches as iterators (tests, benchmarks): the feed path, one batch at a time.
+    spec = P(parallel.BATCH_AXIS)
+    self._global_batch = {
+        train: parallel.data_parallel(
+            lambda t, idx, epoch, train=train: _batch_from_indices(
+                t, idx, epoch, kind=data_config.augment, train=train),
+            mesh, in_specs=(_TABLE_SPECS, spec, P()), out_specs=spec)
+        for train in (True, False)}
 
   def _load(self, split: str) -> tuple[np.ndarray, np.ndarray]:
     images, labels = sources.load_arrays(self.data_config, split)
@@ -79,28 +80,42 @@ class DevicePipeline(Pipeline):
                        f'metadata says {expected}.')
     return images, labels.astype(np.int32)
 
-  def _device_arrays(self, split: str) -> tuple[jax.Array, jax.Array]:
-    if split not in self._arrays:
-      images, labels = self._load(split)
-      self._arrays[split] = (parallel.replicate(self.mesh, images), parallel.replicate(self.mesh, labels))
-    return self._arrays[split]
+  def _put_tables(self, split: str, images: np.ndarray, labels: np.ndarray) -> None:
+    self._tables[split] = parallel.replicate(self.mesh, {
+        'images': images, 'labels': labels,
+        'mean': np.asarray(self.info.mean, np.float32),
+        'std': np.asarray(self.info.std, np.float32),
+        'key': self._key_data})
 
-  def _index_batch(self, idx: np.ndarray) -> jax.Array:
-    idx = np.ascontiguousarray(idx, np.int32)
-    return jax.make_array_from_callback(idx.shape, self._batch_sharding,
-                                        lambda i: idx[i])
+  def _split_tables(self, split: str) -> dict[str, jax.Array]:
+    if split not in self._tables:
+      self._put_tables(split, *self._load(split))
+    return self._tables[split]
+
+  def _train_order(self, epoch: int, keep_mask: np.ndarray | None) -> np.ndarray:
+    """[steps_per_epoch(keep_mask), B] kept indices in this epoch's order."""
+    steps = self.steps_per_epoch(keep_mask)
+    kept = self.kept_indices(keep_mask)
+    order = np.random.default_rng((self.seed, epoch)).permutation(kept)
+    return order[:steps * self.batch_size].reshape(steps, self.batch_size)
+
+  def _eval_order(self, split: str) -> np.ndarray:
+    """[num_eval_steps, eval batch] indices 0..N-1 in order, padded with PAD_INDEX."""
+    n, steps, b = self._num_split(split), self.num_eval_steps(split), self.eval_batch_size
+    idx = np.full((steps * b,), PAD_INDEX, np.int32)
+    idx[:n] = np.arange(n)
+    return idx.reshape(steps, b)
+
+  def _put_order(self, order: np.ndarray) -> jax.Array:
+    sharding = jax.sharding.NamedSharding(self.mesh, _FEED_SPECS['order'])
+    return parallel.put(np.ascontiguousarray(order, np.int32), sharding)
+
+  # --- Global batches, one at a time -------------------------------------------------
 
   def train_epoch(self, epoch: int, keep_mask: np.ndarray | None
                   ) -> Iterator[dict[str, jax.Array]]:
     """Exactly steps_per_epoch(keep_mask) augmented global batches of kept examples."""
-    steps = self.steps_per_epoch(keep_mask)
-    kept = self.kept_indices(keep_mask)
-    order = np.random.default_rng((self.seed, epoch)).permutation(kept)
-    images, labels = self._arrays['train']
-    epoch_arr = np.int32(epoch)
-    return self._iterate(
-        [order[s * self.batch_size:(s + 1) * self.batch_size] for s in range(steps)],
-        images, labels, epoch_arr, train=True)
+    return self._iterate(self._train_order(epoch, keep_mask), 'train', epoch, train=True)
 
   def num_eval_steps(self, split: str) -> int:
     """ceil(N / eval_batch_size)."""
@@ -108,17 +123,48 @@ class DevicePipeline(Pipeline):
 
   def eval_batches(self, split: str) -> Iterator[dict[str, jax.Array]]:
     """Un-augmented batches of split 'train' or 'eval', every index once, last padded."""
-    n, steps, b = self._num_split(split), self.num_eval_steps(split), self.eval_batch_size
-    idx = np.full((steps * b,), PAD_INDEX, np.int64)
-    idx[:n] = np.arange(n)
-    images, labels = self._device_arrays(split)
-    return self._iterate([idx[s * b:(s + 1) * b] for s in range(steps)], images, labels,
-                         np.int32(0), train=False)
+    return self._iterate(self._eval_order(split), split, 0, train=False)
 
-  def _iterate(self, batches: list[np.ndarray], images: jax.Array, labels: jax.Array,
-               epoch: np.int32, *, train: bool) -> Iterator[dict[str, jax.Array]]:
-    kind = self.data_config.augment
-    for idx in batches:
-      yield _make_batch(images, labels, self._index_batch(idx), self._key, epoch,
-                        self._mean, self._std, kind=kind, train=train,
-                        sharding=self._batch_sharding)
+  def _iterate(self, order: np.ndarray, split: str, epoch: int, *, train: bool
+               ) -> Iterator[dict[str, jax.Array]]:
+    tables, sharding = self._split_tables(split), parallel.batch_sharding(self.mesh)
+    epoch = parallel.replicate(self.mesh, np.int32(epoch))
+    for idx in order:
+      yield self._global_batch[train](tables, parallel.put(idx, sharding), epoch)
+
+  # --- Feeds ---------------------------------------------------------------------------
+
+  def max_steps_per_feed(self) -> int:
+    """A train feed serves every step of its epoch."""
+    return self.steps_per_epoch(None)
+
+  def train_feeds(self, epoch: int, keep_mask: np.ndarray | None, first_step: int,
+                  steps_per_feed: int) -> Iterator[Any]:
+    """The epoch's feed (split + order, uploaded once), once per dispatch."""
+    order = self._train_order(epoch, keep_mask)
+    # Padded to the full-data step count: one array shape (one compiled program) for
+    # every epoch of a run, however many examples are kept.
+    padded = np.full((self.steps_per_epoch(None), self.batch_size), PAD_INDEX, np.int32)
+    padded[:len(order)] = order
+    feed = {'tables': self._tables['train'], 'order': self._put_order(padded)}
+    for _ in range(ceil_div(len(order) - first_step, steps_per_feed)):
+      yield feed
+
+  def eval_feeds(self, split: str) -> Iterator[tuple[Any, int]]:
+    """The whole split as one feed (its index order is uploaded once and cached)."""
+    if split not in self._eval_orders:
+      self._eval_orders[split] = self._put_order(self._eval_order(split))
+    order = self._eval_orders[split]
+    yield {'tables': self._split_tables(split), 'order': order}, order.shape[0]
+
+  def train_feed_specs(self) -> Any:
+    """Replicated tables, order sharded along the batch axis."""
+    return _FEED_SPECS
+
+  eval_feed_specs = train_feed_specs
+
+  def local_batch(self, feed: Any, step: jax.Array, epoch: jax.Array, *, train: bool
+                  ) -> dict[str, jax.Array]:
+    """Gathers this device's rows of step `step` from its replica of the split."""
+    return _batch_from_indices(feed['tables'], feed['order'][step], epoch,
+                               kind=self.data_config.augment, train=train)

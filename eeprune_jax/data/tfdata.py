@@ -25,6 +25,7 @@ batches are padded with valid=False rows so the global batches line up.
 """
 
 import functools
+import itertools
 from typing import Any, Iterator
 
 import jax
@@ -219,6 +220,34 @@ class TfDataPipeline(Pipeline):
       done += 1
     for _ in range(steps - done):
       yield {k: np.repeat(v[None], b, axis=0) for k, v in pad_row.items()}
+
+  # --- Feeds: one host batch each ---------------------------------------------------------
+
+  def max_steps_per_feed(self) -> int:
+    """Batches stream from the host: one step per feed."""
+    return 1
+
+  def train_feeds(self, epoch: int, keep_mask: np.ndarray | None, first_step: int,
+                  steps_per_feed: int) -> Iterator[Any]:
+    """The epoch's global batches from `first_step` on, one per feed."""
+    del steps_per_feed  # always one
+    return itertools.islice(self.train_epoch(epoch, keep_mask), first_step, None)
+
+  def eval_feeds(self, split: str) -> Iterator[tuple[Any, int]]:
+    """Every eval batch of the split, one per feed."""
+    return ((batch, 1) for batch in self.eval_batches(split))
+
+  def train_feed_specs(self) -> Any:
+    """Every field sharded along the batch axis."""
+    return jax.sharding.PartitionSpec(parallel.BATCH_AXIS)
+
+  eval_feed_specs = train_feed_specs
+
+  def local_batch(self, feed: Any, step: jax.Array, epoch: jax.Array, *, train: bool
+                  ) -> dict[str, jax.Array]:
+    """The feed is the batch."""
+    del step, epoch, train
+    return feed
 
   def _to_global(self, batches: Iterator[dict[str, np.ndarray]]
                  ) -> Iterator[dict[str, jax.Array]]:

@@ -1,0 +1,224 @@
+"""The epoch loop: one jitted program per dispatch, many train steps per program.
+
+A training epoch is a handful of dispatches of one program, `train_steps`: it gathers and
+augments each step's batch from the feed (`data.Pipeline`), computes the learning rate
+from the step counter, takes the step and adds its metrics to running (sum, count) sums,
+all on device, for up to `train.log_every_steps` steps (a `fori_loop`). The host uploads
+the epoch's index order once, reads the sums of the previous dispatch while the next one
+runs, and never sends anything per step. Evaluation and scoring are one program each over
+the whole split. The tf.data backend feeds one host batch per dispatch through the same
+programs.
+"""
+
+import dataclasses
+import functools
+import signal
+from typing import Any, Callable
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from eeprune_jax import data as data_lib
+from eeprune_jax import parallel
+from eeprune_jax import scoring
+from eeprune_jax import steps as steps_lib
+from eeprune_jax.data.sources import ceil_div
+
+P = jax.sharding.PartitionSpec
+_REPL, _ROWS = P(), P(None, parallel.BATCH_AXIS)
+
+
+class Preemption:
+  """Turns SIGTERM (TPU maintenance, spot reclaim) into a flag the loop checks per dispatch."""
+
+  def __init__(self):
+    self.requested = False
+    self._last_agreement = 0
+    self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):  # pylint: disable=unused-argument
+    logging.warning('SIGTERM received: saving a checkpoint and exiting.')
+    self.requested = True
+
+  def should_stop(self, step: int) -> bool:
+    """Whether every process agrees to stop now (collective on multi-host runs)."""
+    if jax.process_count() == 1:
+      return self.requested
+    # A cross-host agreement at most every 10 steps keeps the hot loop free; every
+    # process sees the same steps, so all of them join the same collectives.
+    if step - self._last_agreement < 10:
+      return False
+    self._last_agreement = step
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    return bool(np.any(multihost_utils.process_allgather(np.int32(self.requested))))
+
+  def restore(self) -> None:
+    """Puts the previous SIGTERM handler back."""
+    signal.signal(signal.SIGTERM, self._previous)
+
+
+@dataclasses.dataclass
+class EpochOutcome:
+  """What `Programs.run_epoch` leaves: the state, the epoch's metric sums, where it stopped."""
+  state: steps_lib.TrainState
+  sums: dict[str, np.ndarray]
+  steps_done: int  # steps of this epoch done, counting those before `first_step`
+  preempted: bool
+
+
+class Programs:
+  """The jitted train, eval and scoring programs of one run, built once.
+
+  `track`: return every step's per-example rows (forgetting, InfoBatch); `weighted`: scale
+  each example's loss by a per-example table (InfoBatch). Both are static: a run that
+  tracks nothing computes no per-example outputs and gathers no weights.
+  """
+
+  def __init__(self, pipeline: data_lib.Pipeline, mesh: jax.sharding.Mesh,
+               train_config: ml_collections.ConfigDict, *, track: bool, weighted: bool):
+    self.pipeline, self.mesh, self.train_config = pipeline, mesh, train_config
+    self.track, self.weighted = track, weighted
+    self.steps_per_dispatch = max(1, min(train_config.log_every_steps,
+                                         pipeline.max_steps_per_feed()))
+    consts = {'epoch': _REPL, 'steps': _REPL, 'exit_weights': _REPL}
+    if weighted:
+      consts['example_weight'] = _REPL
+    self.train = parallel.data_parallel(
+        self._train_steps, mesh,
+        in_specs=(_REPL, _REPL, _REPL, pipeline.train_feed_specs(), consts),
+        out_specs=(_REPL, _REPL, _REPL, _ROWS), donate_argnums=0)
+    self._eval: dict[int, Callable[..., Any]] = {}
+    self._score: dict[int, Callable[..., Any]] = {}
+
+  # --- The programs (traced; one device's shard inside shard_map) ---------------------
+
+  def _train_steps(self, state, sums, cursor, feed, consts):
+    """Up to `steps_per_dispatch` train steps from step `cursor` of the epoch."""
+    k = self.steps_per_dispatch
+    n = jnp.minimum(k, consts['steps'] - cursor)
+
+    def body(i, carry):
+      state, sums, rows = carry
+      step = cursor + i
+      batch = self.pipeline.local_batch(feed, step, consts['epoch'], train=True)
+      progress = consts['epoch'].astype(jnp.float32) + step / consts['steps']
+      hparams = {'lr': steps_lib.learning_rate(self.train_config, progress),
+                 'exit_weights': consts['exit_weights']}
+      if self.weighted:
+        hparams['example_weight'] = consts['example_weight'][batch['index']]
+      global_step = state.step
+      state, metrics, per_example = steps_lib.train_step(
+          state, batch, hparams, self.train_config.label_smoothing)
+      sums = steps_lib.accumulate(sums, metrics, global_step)
+      if self.track:
+        rows = jax.tree.map(lambda r, v: r.at[i].set(v), rows, per_example)
+      return state, sums, rows
+
+    rows = {}
+    if self.track:
+      b = self.pipeline.batch_size // self.mesh.size  # this device's rows of a batch
+      rows = {'index': jnp.full((k, b), data_lib.PAD_INDEX, jnp.int32),
+              'correct': jnp.zeros((k, b), bool), 'loss': jnp.zeros((k, b), jnp.float32)}
+      rows = jax.lax.pcast(rows, parallel.BATCH_AXIS, to='varying')  # per-device rows
+    state, sums, rows = jax.lax.fori_loop(0, n, body, (state, sums, rows))
+    return state, sums, cursor + n, rows
+
+  def _eval_pass(self, state, sums, feed, *, num_batches):
+    """Adds the eval metrics of every batch of the feed to `sums`."""
+    def body(s, sums):
+      batch = self.pipeline.local_batch(feed, s, jnp.int32(0), train=False)
+      metrics = steps_lib.eval_step(state, batch)
+      return jax.tree.map(jnp.add, sums, metrics)
+    return jax.lax.fori_loop(0, num_batches, body, sums)
+
+  def _score_pass(self, state, feed, *, num_batches):
+    """Per-example exit statistics of every batch of the feed, stacked [batches, B]."""
+    def body(_, s):
+      batch = self.pipeline.local_batch(feed, s, jnp.int32(0), train=False)
+      return None, scoring.score_step(state, batch)
+    return jax.lax.scan(body, None, jnp.arange(num_batches))[1]
+
+  def _program(self, cache: dict[int, Any], fn: Callable[..., Any], num_batches: int,
+               in_specs: tuple[Any, ...], out_specs: Any) -> Callable[..., Any]:
+    if num_batches not in cache:
+      cache[num_batches] = parallel.data_parallel(
+          functools.partial(fn, num_batches=num_batches), self.mesh, in_specs=in_specs,
+          out_specs=out_specs)
+    return cache[num_batches]
+
+  # --- Host side ------------------------------------------------------------------------
+
+  def evaluate(self, state: steps_lib.TrainState, split: str, num_outputs: int
+               ) -> dict[str, np.ndarray]:
+    """(sum, count) eval metrics of every exit over `split`, read to the host once."""
+    sums = parallel.replicate(self.mesh, {'loss': np.zeros(num_outputs, np.float32),
+                                          'correct': np.zeros(num_outputs, np.float32),
+                                          'count': np.float32(0)})
+    specs = self.pipeline.eval_feed_specs()
+    for feed, num_batches in self.pipeline.eval_feeds(split):
+      program = self._program(self._eval, self._eval_pass, num_batches,
+                              (_REPL, _REPL, specs), _REPL)
+      sums = program(state, sums, feed)
+    return jax.device_get(sums)
+
+  def score(self, state: steps_lib.TrainState, num_examples: int) -> dict[str, np.ndarray]:
+    """The scoring pass over the training split: rows in index order (`scoring.assemble`)."""
+    specs = self.pipeline.eval_feed_specs()
+    outputs = []  # stay on device until the pass is done: one transfer per feed
+    for feed, num_batches in self.pipeline.eval_feeds('train'):
+      program = self._program(self._score, self._score_pass, num_batches,
+                              (_REPL, specs), _ROWS)
+      outputs.append(program(state, feed))
+    flat = lambda x: x.reshape(-1, *x.shape[2:])
+    return scoring.assemble((jax.tree.map(flat, parallel.global_to_host(o)) for o in outputs),
+                            num_examples)
+
+  def run_epoch(self, state: steps_lib.TrainState, *, epoch: int,
+                keep: np.ndarray | None, exit_weights: np.ndarray,
+                example_weight: jax.Array | None = None, first_step: int = 0,
+                num_outputs: int,
+                on_dispatch: Callable[[int], None] = lambda steps: None,
+                on_log: Callable[[int, dict[str, np.ndarray]], None] = lambda s, m: None,
+                on_rows: Callable[[dict[str, jax.Array]], None] = lambda rows: None,
+                should_stop: Callable[[], bool] = lambda: False) -> EpochOutcome:
+    """Trains one epoch of the kept examples from step `first_step` of it.
+
+    `on_dispatch(steps)` after each dispatch (ledger, progress bar), `on_rows(rows)` with
+    each dispatch's per-example rows when tracking, `on_log(step_in_epoch, sums)` with
+    host metric sums at every `log_every_steps` boundary (read one dispatch late, so the
+    device is never idle waiting for the host), and `should_stop()` after each
+    dispatch; True stops the epoch early (preemption) with `preempted=True`.
+    """
+    steps = self.pipeline.steps_per_epoch(keep)
+    consts = {'epoch': np.int32(epoch), 'steps': np.int32(steps),
+              'exit_weights': np.asarray(exit_weights, np.float32)}
+    consts = parallel.replicate(self.mesh, consts)
+    if self.weighted:
+      consts['example_weight'] = example_weight
+    cursor = parallel.replicate(self.mesh, np.int32(first_step))
+    sums = parallel.replicate(self.mesh, steps_lib.zero_metrics(num_outputs))
+    done, log_every = first_step, self.train_config.log_every_steps
+    unread = None  # (step in epoch, device sums) of a log boundary not yet read
+    for feed in self.pipeline.train_feeds(epoch, keep, first_step, self.steps_per_dispatch):
+      n = min(self.steps_per_dispatch, steps - done)
+      state, sums, cursor, rows = self.train(state, sums, cursor, feed, consts)
+      if self.track:
+        on_rows(rows)
+      if unread is not None:
+        on_log(unread[0], jax.device_get(unread[1]))
+        unread = None
+      crossed = (done + n) // log_every > done // log_every
+      done += n
+      on_dispatch(n)
+      if crossed and done < steps:
+        unread = (done, sums)
+      if done < steps and should_stop():
+        host = jax.device_get(sums)
+        on_log(done, host)
+        return EpochOutcome(state, host, done, preempted=True)
+    host = jax.device_get(sums)
+    on_log(done, host)
+    return EpochOutcome(state, host, done, preempted=False)

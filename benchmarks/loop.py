@@ -49,7 +49,7 @@ flags.DEFINE_integer('rounds', 15, 'Timed calls of each in-process variant (afte
 flags.DEFINE_integer('steps_per_call', 10, 'Steps per timed call.')
 flags.DEFINE_bool('json', False, 'Print one JSON object as the last line.')
 flags.DEFINE_bool('skip_loop', False, 'In-process figures only (no main runs).')
-flags.DEFINE_integer('epochs', 0, 'Epochs of the main runs (0: the config's).')
+flags.DEFINE_integer('epochs', 0, 'Epochs of the main runs (0: as the config says).')
 
 P = jax.sharding.PartitionSpec
 
@@ -61,18 +61,13 @@ def _config():
   return config
 
 
-def _alternate(fns: dict[str, callable], rounds: int) -> dict[str, float]:
-  """Median seconds per call of each function, calls interleaved after two warm-ups."""
-  for fn in fns.values():
-    jax.block_until_ready(fn())
-    jax.block_until_ready(fn())
-  times = {k: [] for k in fns}
+def _alternate(fns: dict[str, callable], rounds: int, times: dict[str, list[float]]) -> None:
+  """Appends the seconds of `rounds` interleaved calls of each function to `times`."""
   for _ in range(rounds):
     for k, fn in fns.items():
       start = time.perf_counter()
       jax.block_until_ready(fn())
-      times[k].append(time.perf_counter() - start)
-  return {k: float(np.median(v)) for k, v in times.items()}
+      times.setdefault(k, []).append(time.perf_counter() - start)
 
 
 def _repeat(step, k):
@@ -203,6 +198,17 @@ def _loop_figures(summary: dict) -> dict[str, float]:
           'accuracy': summary['history'][-1]['eval_accuracy'][-1]}
 
 
+def _main_runs() -> dict[str, dict[str, float]]:
+  """Two runs of the real job with one fresh compilation cache: cold, then warm."""
+  overrides = [f'--config.data.npz_path={FLAGS.npz_path}'] if FLAGS.npz_path else []
+  if FLAGS.epochs:
+    overrides.append(f'--config.train.num_epochs={FLAGS.epochs}')
+  with tempfile.TemporaryDirectory() as tmp:
+    cache = os.path.join(tmp, 'cache')
+    return {name: _loop_figures(_main_run(overrides, os.path.join(tmp, name), cache))
+            for name in ('cold', 'warm')}
+
+
 def main(argv):
   del argv
   config = _config()
@@ -217,8 +223,16 @@ def main(argv):
   calls, compile_s = _project_steps(config, info.num_classes, shape, images, labels, mesh)
   calls['plain_flax'] = _plain_flax(config, info.num_classes, shape, images, labels)
   calls['forward'] = _plain_forward(config, info.num_classes, shape, eval_images)
-  t = _alternate(calls, FLAGS.rounds)
-  per_step = {k: v / FLAGS.steps_per_call for k, v in t.items()}
+  for fn in calls.values():  # compile and warm up
+    jax.block_until_ready(fn())
+    jax.block_until_ready(fn())
+  # Half the in-process rounds before the main runs and half after, so that load changes
+  # over the benchmark hit both sides of the loop / step ratio alike.
+  times: dict[str, list[float]] = {}
+  _alternate(calls, (FLAGS.rounds + 1) // 2, times)
+  runs = {} if FLAGS.skip_loop else _main_runs()
+  _alternate(calls, FLAGS.rounds // 2, times)
+  per_step = {k: float(np.median(v)) / FLAGS.steps_per_call for k, v in times.items()}
   ips = {k: (config.train.eval_batch_size if k == 'forward' else b) / v
          for k, v in per_step.items()}
   platform = jax.devices()[0].platform
@@ -243,14 +257,8 @@ def main(argv):
     print(f"  time of {k:<16} {v:10.3f} x the step's")
   print(f"  plain forward pass        {ips['forward']:10.1f} examples/s")
   print(f"  step program compile      {compile_s:10.2f} s")
-  if not FLAGS.skip_loop:
-    overrides = ([f'--config.data.npz_path={FLAGS.npz_path}'] if FLAGS.npz_path else [])
-    if FLAGS.epochs:
-      overrides.append(f'--config.train.num_epochs={FLAGS.epochs}')
-    with tempfile.TemporaryDirectory() as tmp:
-      cache = os.path.join(tmp, 'cache')
-      cold = _loop_figures(_main_run(overrides, os.path.join(tmp, 'cold'), cache))
-      warm = _loop_figures(_main_run(overrides, os.path.join(tmp, 'warm'), cache))
+  if runs:
+    cold, warm = runs['cold'], runs['warm']
     out.update({
         'loop_examples_per_s': warm['train'], 'eval_examples_per_s': warm['eval'],
         'loop_over_step': warm['train'] / ips['step'],

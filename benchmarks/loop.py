@@ -5,7 +5,8 @@
 
 In one run, for one config (`configs/loop_benchmark.py`):
   * the bare train step (the project's `steps.train_step` under jit + shard_map, as the
-    loop runs it) on a fixed on-device batch, and a plain jitted Flax step of the same
+    loop runs it) on a fixed on-device batch, dispatched once per step, and a plain
+    jitted Flax step of the same
     network written without the project's machinery (single-device jit, integer-label
     cross-entropy, optax SGD): step / plain (target >= 0.95), and a breakdown of what the
     project's step adds (shard_map with cross-device BatchNorm, per-example outputs,
@@ -13,7 +14,8 @@ In one run, for one config (`configs/loop_benchmark.py`):
   * the real loop: `python -m eeprune_jax.main` on the real pipeline, twice with one fresh
     compilation cache (cold, then warm); its training examples/s (per-epoch train seconds
     of summary.json, median over epochs after the first) / the bare step (target >= 0.9),
-    its eval examples/s / a plain jitted forward pass (target >= 0.8), and its start to
+    its eval examples/s / a plain jitted forward pass, one dispatch per batch (target
+    >= 0.8), and its start to
     first step, cold and warm, with the step program's compile seconds.
 Calls of the two sides of an in-process ratio alternate, so load hits both alike.
 """
@@ -70,11 +72,17 @@ def _alternate(fns: dict[str, callable], rounds: int, times: dict[str, list[floa
       times.setdefault(k, []).append(time.perf_counter() - start)
 
 
-def _repeat(step, k):
-  """A jitted function running `step` k times on a fixed batch (one dispatch per call)."""
-  def run(state, *args):
-    return jax.lax.fori_loop(0, k, lambda _, s: step(s, *args), state)
-  return jax.jit(run, donate_argnums=0)
+def _dispatches(program, state, *args):
+  """A call running `program` (one step) `steps_per_call` times, one dispatch per step, as
+  a training loop without the project's machinery would; returns the last outputs."""
+  holder = [state]
+
+  def call():
+    for _ in range(FLAGS.steps_per_call):
+      out = program(holder[0], *args)
+      holder[0] = out[0]  # the new state
+    return out
+  return call
 
 
 def _plain_flax(config, num_classes, image_shape, images, labels):
@@ -97,19 +105,13 @@ def _plain_flax(config, num_classes, image_shape, images, labels):
           l.astype(jnp.float32), labels).mean() for l in logits)
       return loss, new['batch_stats']
 
-    grads, batch_stats = jax.grad(loss_fn, has_aux=True)(params)
+    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), batch_stats, opt_state
+    return (optax.apply_updates(params, updates), batch_stats, opt_state), loss
 
-  fn = _repeat(step, FLAGS.steps_per_call)
   device = jax.devices()[0]
-  images, labels = jax.device_put((images, labels), device)
-  holder = [jax.device_put(state, device)]
-
-  def call():
-    holder[0] = fn(holder[0], images, labels)
-    return holder[0]
-  return call
+  images, labels, state = jax.device_put((images, labels, state), device)
+  return _dispatches(jax.jit(step, donate_argnums=0), state, images, labels)
 
 
 def _project_steps(config, num_classes, image_shape, images, labels, mesh):
@@ -139,25 +141,16 @@ def _project_steps(config, num_classes, image_shape, images, labels, mesh):
       state, metrics, per_example = steps_lib.train_step(state, batch, hp, smoothing)
       return (state, metrics, per_example) if rows else (state, metrics)
 
-    def many(state, batch, hp, table, step=step):
-      body = lambda _, carry: step(carry[0], batch, hp, table)
-      return jax.lax.fori_loop(1, FLAGS.steps_per_call, body, step(state, batch, hp, table))
-
     out_specs = (P(), P(), P(parallel.BATCH_AXIS)) if rows else (P(), P())
     programs[name] = parallel.data_parallel(
-        many, mesh, in_specs=(P(), P(parallel.BATCH_AXIS), P(), P()), out_specs=out_specs,
+        step, mesh, in_specs=(P(), P(parallel.BATCH_AXIS), P(), P()), out_specs=out_specs,
         donate_argnums=0)
-    holder = [steps_lib.create_train_state(model, tx, image_shape, 0, mesh)]
+    state = steps_lib.create_train_state(model, tx, image_shape, 0, mesh)
     if name == 'step':
       start = time.perf_counter()
-      programs[name].lower(holder[0], batch, hp, table).compile()
+      programs[name].lower(state, batch, hp, table).compile()
       compile_s = time.perf_counter() - start
-
-    def call(name=name, holder=holder):
-      out = programs[name](holder[0], batch, hp, table)
-      holder[0] = out[0]
-      return out
-    calls[name] = call
+    calls[name] = _dispatches(programs[name], state, batch, hp, table)
   return calls, compile_s
 
 
@@ -165,13 +158,10 @@ def _plain_forward(config, num_classes, image_shape, images):
   """A plain jitted eval-mode forward pass (final logits) of the same network."""
   model = models.build_model(config.model, num_classes, axis_name=None)
   variables = model.init(jax.random.key(0), jnp.zeros((1, *image_shape)), train=False)
-  # Each pass reads the previous one's sum (times 0), so none can be hoisted out of the loop.
-  fn = jax.jit(lambda v, x: jax.lax.fori_loop(
-      0, FLAGS.steps_per_call,
-      lambda _, acc: acc + model.apply(v, x + acc * 0, train=False)[-1].sum(), 0.0))
+  fn = jax.jit(lambda v, x: model.apply(v, x, train=False)[-1])
   device = jax.devices()[0]
   variables, images = jax.device_put((variables, images), device)
-  return lambda: fn(variables, images)
+  return lambda: [fn(variables, images) for _ in range(FLAGS.steps_per_call)]
 
 
 def _main_run(config_arg: list[str], workdir: str, cache_dir: str) -> dict:

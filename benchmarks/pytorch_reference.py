@@ -69,6 +69,8 @@ def main():
   parser.add_argument('--eval_batch_size', type=int, default=1000)
   parser.add_argument('--lr', type=float, default=0.2)
   parser.add_argument('--step_rounds', type=int, default=30)
+  parser.add_argument('--train_examples', type=int, default=0,
+                      help='Train on the first N examples only (0: all; for smoke runs).')
   parser.add_argument('--json', action='store_true')
   args = parser.parse_args()
   start_all = time.time()
@@ -80,6 +82,9 @@ def main():
 
   train_x, train_y = _decode(args.npz_path, 'train')
   test_x, test_y = _decode(args.npz_path, 'test')
+  if args.train_examples:
+    train_x, train_y = train_x[:args.train_examples], train_y[:args.train_examples]
+    test_x, test_y = test_x[:args.train_examples], test_y[:args.train_examples]
   to_dev = lambda a: torch.from_numpy(a).to(device)
   train_x, train_y, test_x, test_y = map(to_dev, (train_x, train_y, test_x, test_y))
   mean = torch.tensor([125.3, 123.0, 113.9], device=device).view(1, 3, 1, 1)

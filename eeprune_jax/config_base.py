@@ -58,9 +58,12 @@ def base_config() -> ml_collections.ConfigDict:
   # where depth_k = (k + 1) / (num_exits + 1) and t = epoch / num_epochs * 2.
   train.exit_loss_schedule = 'constant'
   train.exit_loss_weight = 1.0
-  # Train steps per dispatch of the loop's jitted program (device backend), and how often
-  # metrics reach the host and TensorBoard. Preemption is checked between dispatches.
+  # How often train metrics reach the host and TensorBoard, in steps.
   train.log_every_steps = 50
+  # Train steps per dispatch of the loop's jitted program (device backend); preemption is
+  # checked between dispatches. 0 = auto: log_every_steps on GPU/TPU, 1 on CPU (where
+  # XLA runs a step inside a loop several times slower; docs/benchmarks.md).
+  train.steps_per_dispatch = 0
   train.checkpoint_every_epochs = 1
   train.keep_checkpoints = 2
   train.progress_bar = True

@@ -77,6 +77,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
          f'config.train.exit_loss_weight={t.exit_loss_weight} must be >= 0.')
   for field in ('log_every_steps', 'checkpoint_every_epochs', 'keep_checkpoints'):
     _check(errors, t[field] >= 1, f'config.train.{field}={t[field]} must be >= 1.')
+  _check(errors, t.steps_per_dispatch >= 0,
+         f'config.train.steps_per_dispatch={t.steps_per_dispatch} must be >= 0 (0 = auto).')
 
   _one_of(errors, 'prune.method', p.method, pruning_methods.METHODS)
   _one_of(errors, 'prune.mode', p.mode, PRUNE_MODES)

@@ -3,7 +3,8 @@
 A training epoch is a handful of dispatches of one program, `train_steps`: it gathers and
 augments each step's batch from the feed (`data.Pipeline`), computes the learning rate
 from the step counter, takes the step and adds its metrics to running (sum, count) sums,
-all on device, for up to `train.log_every_steps` steps (a `fori_loop`). The host uploads
+all on device, for up to `steps_per_dispatch` steps (a `fori_loop`; one step, without a
+loop, on CPUs). The host uploads
 the epoch's index order once, reads the sums of the previous dispatch while the next one
 runs, and never sends anything per step. Evaluation and scoring are one program each over
 the whole split. The tf.data backend feeds one host batch per dispatch through the same
@@ -60,6 +61,21 @@ class Preemption:
     signal.signal(signal.SIGTERM, self._previous)
 
 
+def steps_per_dispatch(train_config: ml_collections.ConfigDict) -> int:
+  """Train steps per dispatch: `train.steps_per_dispatch`, or for 0 (auto) one on CPUs
+  and `log_every_steps` on accelerators.
+
+  Many steps per dispatch hide the host's per-dispatch work behind the accelerator's. On
+  the CPU backend there is no such work to hide, and XLA:CPU runs a train step inside a
+  loop 3-4x slower than the same step dispatched alone (docs/benchmarks.md).
+  """
+  if train_config.steps_per_dispatch > 0:
+    return train_config.steps_per_dispatch
+  if jax.default_backend() == 'cpu':
+    return 1
+  return max(1, train_config.log_every_steps)
+
+
 @dataclasses.dataclass
 class EpochOutcome:
   """What `Programs.run_epoch` leaves: the state, the epoch's metric sums, where it stopped."""
@@ -81,8 +97,8 @@ class Programs:
                train_config: ml_collections.ConfigDict, *, track: bool, weighted: bool):
     self.pipeline, self.mesh, self.train_config = pipeline, mesh, train_config
     self.track, self.weighted = track, weighted
-    self.steps_per_dispatch = max(1, min(train_config.log_every_steps,
-                                         pipeline.max_steps_per_feed()))
+    self.steps_per_dispatch = min(steps_per_dispatch(train_config),
+                                  pipeline.max_steps_per_feed())
     consts = {'epoch': _REPL, 'steps': _REPL, 'exit_weights': _REPL}
     if weighted:
       consts['example_weight'] = _REPL
@@ -123,6 +139,9 @@ class Programs:
       rows = {'index': jnp.full((k, b), data_lib.PAD_INDEX, jnp.int32),
               'correct': jnp.zeros((k, b), bool), 'loss': jnp.zeros((k, b), jnp.float32)}
       rows = jax.lax.pcast(rows, parallel.BATCH_AXIS, to='varying')  # per-device rows
+    if k == 1:  # straight-line code: no loop for XLA to run
+      state, sums, rows = body(0, (state, sums, rows))
+      return state, sums, cursor + 1, rows
     state, sums, rows = jax.lax.fori_loop(0, n, body, (state, sums, rows))
     return state, sums, cursor + n, rows
 

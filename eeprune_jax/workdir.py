@@ -24,6 +24,7 @@ import numpy as np
 MUTABLE_FIELDS = frozenset({
     'data.data_dir', 'data.npz_path', 'train.log_every_steps', 'train.progress_bar',
     'train.checkpoint_every_epochs', 'train.keep_checkpoints', 'train.compilation_cache_dir',
+    'train.steps_per_dispatch',
 })
 
 

@@ -14,11 +14,12 @@ from eeprune_jax import steps
 import tiny_config as tiny_config_lib
 
 
-def _setup(log_every_steps=5, track=False, weighted=False, image_size=8):
+def _setup(steps_per_dispatch=5, track=False, weighted=False, image_size=8):
   config = tiny_config_lib.get_config()
   config.data.image_size = image_size
   config.model.width = 0.25
-  config.train.log_every_steps = log_every_steps
+  config.train.log_every_steps = 5
+  config.train.steps_per_dispatch = steps_per_dispatch
   mesh = parallel.make_mesh()
   pipeline = data_lib.create_pipeline(config.data, batch_size=64, eval_batch_size=128,
                                       mesh=mesh, seed=0)
@@ -62,12 +63,17 @@ def test_the_guard_catches_an_implicit_transfer():
 
 
 def test_many_steps_per_dispatch_equal_one_step_per_dispatch():
-  _, _, pipeline, state1, one = _setup(log_every_steps=1)
-  _, _, _, state5, five = _setup(log_every_steps=5)
+  """The same steps, looped on device or dispatched one by one, to float tolerance (XLA
+  compiles the two programs differently, so rounding differs; it grows with steps)."""
+  _, _, pipeline, state1, one = _setup(steps_per_dispatch=1)
+  _, _, _, state5, five = _setup(steps_per_dispatch=5)
   assert one.steps_per_dispatch == 1 and five.steps_per_dispatch == 5
-  a, b = _epoch(one, state1), _epoch(five, state5)
-  assert a.steps_done == b.steps_done == pipeline.steps_per_epoch(None)
-  np.testing.assert_allclose(a.sums['correct'], b.sums['correct'])
+  keep = np.zeros(pipeline.info.num_train, bool)
+  keep[:5 * 64] = True  # five steps
+  a, b = _epoch(one, state1, keep=keep), _epoch(five, state5, keep=keep)
+  assert a.steps_done == b.steps_done == 5
+  assert float(a.sums['count']) == float(b.sums['count']) == 5 * 64
+  np.testing.assert_allclose(a.sums['loss'], b.sums['loss'], rtol=1e-4)
   close = lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
   jax.tree.map(close, jax.device_get(a.state.params), jax.device_get(b.state.params))
 
@@ -92,6 +98,27 @@ def test_a_resumed_epoch_starts_at_its_step_and_runs_the_rest():
   outcome = _epoch(programs, state, first_step=10)
   assert outcome.steps_done == steps_in_epoch
   assert float(outcome.sums['count']) == (steps_in_epoch - 10) * 64
+
+
+def test_an_epoch_stopped_and_resumed_equals_the_whole_epoch_bit_for_bit():
+  _, _, pipeline, state, programs = _setup()
+  whole = _epoch(programs, state).state
+  _, _, _, state, programs = _setup()
+  stopped = _epoch(programs, state, should_stop=lambda: True)
+  assert stopped.preempted and stopped.steps_done == programs.steps_per_dispatch
+  resumed = _epoch(programs, stopped.state, first_step=stopped.steps_done).state
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(whole.params),
+               jax.device_get(resumed.params))
+
+
+def test_auto_steps_per_dispatch_is_one_on_cpu_and_log_every_steps_elsewhere(monkeypatch):
+  config = tiny_config_lib.get_config()
+  config.train.log_every_steps, config.train.steps_per_dispatch = 7, 0
+  assert loop.steps_per_dispatch(config.train) == 1  # these tests run on the CPU
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
+  assert loop.steps_per_dispatch(config.train) == 7
+  config.train.steps_per_dispatch = 3
+  assert loop.steps_per_dispatch(config.train) == 3
 
 
 def test_should_stop_ends_the_epoch_at_a_dispatch_boundary():

@@ -83,20 +83,35 @@ class EpochOutcome:
   sums: dict[str, np.ndarray]
   steps_done: int  # steps of this epoch done, counting those before `first_step`
   preempted: bool
+  last_pass: dict[str, jax.Array]  # the updated table ({} when the run keeps none)
+
+
+def _record_pass(table: dict[str, jax.Array], per_example: dict[str, jax.Array],
+                 epoch: jax.Array) -> dict[str, jax.Array]:
+  """Writes one step's per-example rows (every device's) into the replicated table."""
+  rows = {k: per_example[k] for k in ('index', 'conf', 'correct', 'loss')}
+  # Gathered as device-invariant values: every device then holds the same table.
+  rows = jax.lax.all_gather(rows, parallel.BATCH_AXIS, tiled=True, to='invarying')
+  idx = rows.pop('index')
+  table = {k: table[k].at[idx].set(rows[k]) for k in rows} | {
+      'epoch': table['epoch'].at[idx].set(epoch)}
+  return table
 
 
 class Programs:
   """The jitted train, eval and scoring programs of one run, built once.
 
   `track`: return every step's per-example rows (forgetting, InfoBatch); `weighted`: scale
-  each example's loss by a per-example table (InfoBatch). Both are static: a run that
-  tracks nothing computes no per-example outputs and gathers no weights.
+  each example's loss by a per-example table (InfoBatch); `last_pass`: keep, in a table on
+  device, what each example's latest training pass saw (`new_last_pass`). All static: a
+  run that needs none of them computes no per-example outputs and gathers no weights.
   """
 
   def __init__(self, pipeline: data_lib.Pipeline, mesh: jax.sharding.Mesh,
-               train_config: ml_collections.ConfigDict, *, track: bool, weighted: bool):
+               train_config: ml_collections.ConfigDict, *, track: bool, weighted: bool,
+               last_pass: bool = False):
     self.pipeline, self.mesh, self.train_config = pipeline, mesh, train_config
-    self.track, self.weighted = track, weighted
+    self.track, self.weighted, self.last_pass = track, weighted, last_pass
     self.steps_per_dispatch = min(steps_per_dispatch(train_config),
                                   pipeline.max_steps_per_feed())
     consts = {'epoch': _REPL, 'steps': _REPL, 'exit_weights': _REPL}
@@ -104,20 +119,20 @@ class Programs:
       consts['example_weight'] = _REPL
     self.train = parallel.data_parallel(
         self._train_steps, mesh,
-        in_specs=(_REPL, _REPL, _REPL, pipeline.train_feed_specs(), consts),
-        out_specs=(_REPL, _REPL, _REPL, _ROWS), donate_argnums=0)
+        in_specs=(_REPL, _REPL, _REPL, pipeline.train_feed_specs(), consts, _REPL),
+        out_specs=(_REPL, _REPL, _REPL, _ROWS, _REPL), donate_argnums=(0, 5))
     self._eval: dict[int, Callable[..., Any]] = {}
     self._score: dict[int, Callable[..., Any]] = {}
 
   # --- The programs (traced; one device's shard inside shard_map) ---------------------
 
-  def _train_steps(self, state, sums, cursor, feed, consts):
+  def _train_steps(self, state, sums, cursor, feed, consts, last_pass):
     """Up to `steps_per_dispatch` train steps from step `cursor` of the epoch."""
     k = self.steps_per_dispatch
     n = jnp.minimum(k, consts['steps'] - cursor)
 
     def body(i, carry):
-      state, sums, rows = carry
+      state, sums, rows, last_pass = carry
       step = cursor + i
       batch = self.pipeline.local_batch(feed, step, consts['epoch'], train=True)
       progress = consts['epoch'].astype(jnp.float32) + step / consts['steps']
@@ -130,8 +145,12 @@ class Programs:
           state, batch, hparams, self.train_config.label_smoothing)
       sums = steps_lib.accumulate(sums, metrics, global_step)
       if self.track:
-        rows = jax.tree.map(lambda r, v: r.at[i].set(v), rows, per_example)
-      return state, sums, rows
+        final = {'index': per_example['index'], 'correct': per_example['correct'][:, -1],
+                 'loss': per_example['loss'][:, -1]}
+        rows = jax.tree.map(lambda r, v: r.at[i].set(v), rows, final)
+      if self.last_pass:
+        last_pass = _record_pass(last_pass, per_example, consts['epoch'])
+      return state, sums, rows, last_pass
 
     rows = {}
     if self.track:
@@ -139,11 +158,12 @@ class Programs:
       rows = {'index': jnp.full((k, b), data_lib.PAD_INDEX, jnp.int32),
               'correct': jnp.zeros((k, b), bool), 'loss': jnp.zeros((k, b), jnp.float32)}
       rows = jax.lax.pcast(rows, parallel.BATCH_AXIS, to='varying')  # per-device rows
+    carry = (state, sums, rows, last_pass)
     if k == 1:  # straight-line code: no loop for XLA to run
-      state, sums, rows = body(0, (state, sums, rows))
-      return state, sums, cursor + 1, rows
-    state, sums, rows = jax.lax.fori_loop(0, n, body, (state, sums, rows))
-    return state, sums, cursor + n, rows
+      state, sums, rows, last_pass = body(0, carry)
+      return state, sums, cursor + 1, rows, last_pass
+    state, sums, rows, last_pass = jax.lax.fori_loop(0, n, body, carry)
+    return state, sums, cursor + n, rows, last_pass
 
   def _eval_pass(self, state, sums, feed, *, num_batches):
     """Adds the eval metrics of every batch of the feed to `sums`."""
@@ -169,6 +189,20 @@ class Programs:
     return cache[num_batches]
 
   # --- Host side ------------------------------------------------------------------------
+
+  def new_last_pass(self, num_examples: int, num_outputs: int) -> dict[str, jax.Array]:
+    """An empty last-pass table on every device ({} when the run keeps none).
+
+    Per example: `conf`, `correct`, `loss` [N, E+1] of every exit (final last) in its latest
+    training pass, and that pass's `epoch` (-1: not trained on yet).
+    """
+    if not self.last_pass:
+      return {}
+    return parallel.replicate(self.mesh, {
+        'conf': np.zeros((num_examples, num_outputs), np.float32),
+        'correct': np.zeros((num_examples, num_outputs), bool),
+        'loss': np.zeros((num_examples, num_outputs), np.float32),
+        'epoch': np.full(num_examples, -1, np.int32)})
 
   def evaluate(self, state: steps_lib.TrainState, split: str, num_outputs: int
                ) -> dict[str, np.ndarray]:
@@ -198,7 +232,7 @@ class Programs:
   def run_epoch(self, state: steps_lib.TrainState, *, epoch: int,
                 keep: np.ndarray | None, exit_weights: np.ndarray,
                 example_weight: jax.Array | None = None, first_step: int = 0,
-                num_outputs: int,
+                num_outputs: int, last_pass: dict[str, jax.Array] | None = None,
                 on_dispatch: Callable[[int], None] = lambda steps: None,
                 on_log: Callable[[int, dict[str, np.ndarray]], None] = lambda s, m: None,
                 on_rows: Callable[[dict[str, jax.Array]], None] = lambda rows: None,
@@ -210,7 +244,9 @@ class Programs:
     host metric sums at every `log_every_steps` boundary (read one dispatch late, so the
     device is never idle waiting for the host), and `should_stop()` after each
     dispatch; True stops the epoch early (preemption) with `preempted=True`.
+    `last_pass` (from `new_last_pass`) is updated on device and returned in the outcome.
     """
+    last_pass = {} if last_pass is None else last_pass
     steps = self.pipeline.steps_per_epoch(keep)
     consts = {'epoch': np.int32(epoch), 'steps': np.int32(steps),
               'exit_weights': np.asarray(exit_weights, np.float32)}
@@ -223,7 +259,8 @@ class Programs:
     unread = None  # (step in epoch, device sums) of a log boundary not yet read
     for feed in self.pipeline.train_feeds(epoch, keep, first_step, self.steps_per_dispatch):
       n = min(self.steps_per_dispatch, steps - done)
-      state, sums, cursor, rows = self.train(state, sums, cursor, feed, consts)
+      state, sums, cursor, rows, last_pass = self.train(state, sums, cursor, feed, consts,
+                                                        last_pass)
       if self.track:
         on_rows(rows)
       if unread is not None:
@@ -237,7 +274,7 @@ class Programs:
       if done < steps and should_stop():
         host = jax.device_get(sums)
         on_log(done, host)
-        return EpochOutcome(state, host, done, preempted=True)
+        return EpochOutcome(state, host, done, True, last_pass)
     host = jax.device_get(sums)
     on_log(done, host)
-    return EpochOutcome(state, host, done, preempted=False)
+    return EpochOutcome(state, host, done, False, last_pass)

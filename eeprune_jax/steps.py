@@ -97,8 +97,9 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], hparams: dict[str
 
   `hparams`: `lr` (scalar), `exit_weights` [E], and optionally `example_weight` [B], a
   per-example loss scale of this batch (InfoBatch). Returns the new state, metrics summed
-  over devices, and per-example rows of this shard (index, final-exit correctness and
-  loss) for methods that track examples in training.
+  over devices, and per-example rows of this shard: `index` [B], and `correct`, `conf`
+  (max softmax) and `loss` [B, E+1] of every exit, final last, as this training pass saw
+  them (the loop keeps what it needs of them; XLA drops the rest).
   """
   step_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
   step_key = jax.random.fold_in(step_key, jax.lax.axis_index(parallel.BATCH_AXIS))
@@ -131,7 +132,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], hparams: dict[str
       'loss': ce.sum(0), 'correct': correct.sum(0).astype(jnp.float32),
       'count': jnp.float32(ce.shape[0]), 'total_loss': loss * ce.shape[0],
   }
-  per_example = {'index': batch['index'], 'correct': correct[:, -1], 'loss': ce[:, -1]}
+  conf = jnp.stack([jnp.max(jax.nn.softmax(l.astype(jnp.float32)), -1) for l in logits], 1)
+  per_example = {'index': batch['index'], 'correct': correct, 'conf': conf, 'loss': ce}
   return new_state, jax.lax.psum(metrics, parallel.BATCH_AXIS), per_example
 
 

@@ -14,7 +14,7 @@ from eeprune_jax import steps
 import tiny_config as tiny_config_lib
 
 
-def _setup(steps_per_dispatch=5, track=False, weighted=False, image_size=8):
+def _setup(steps_per_dispatch=5, track=False, weighted=False, image_size=8, last_pass=False):
   config = tiny_config_lib.get_config()
   config.data.image_size = image_size
   config.model.width = 0.25
@@ -26,7 +26,8 @@ def _setup(steps_per_dispatch=5, track=False, weighted=False, image_size=8):
   model = models.build_model(config.model, 10, axis_name=parallel.BATCH_AXIS)
   state = steps.create_train_state(model, steps.make_optimizer(config.train),
                                    pipeline.info.image_shape, 0, mesh)
-  programs = loop.Programs(pipeline, mesh, config.train, track=track, weighted=weighted)
+  programs = loop.Programs(pipeline, mesh, config.train, track=track, weighted=weighted,
+                           last_pass=last_pass)
   return config, mesh, pipeline, state, programs
 
 
@@ -59,7 +60,7 @@ def test_the_guard_catches_an_implicit_transfer():
                                      'exit_weights': np.ones(1, np.float32)})
   sums = parallel.replicate(mesh, steps.zero_metrics(2))
   with jax.transfer_guard('disallow'), pytest.raises(Exception, match='[Dd]isallowed'):
-    programs.train(state, sums, np.int32(0), feed, consts)  # a numpy cursor
+    programs.train(state, sums, np.int32(0), feed, consts, {})  # a numpy cursor
 
 
 def test_many_steps_per_dispatch_equal_one_step_per_dispatch():
@@ -152,3 +153,36 @@ def test_the_eval_pass_equals_eval_steps_batch_by_batch():
   for k in reference:
     np.testing.assert_allclose(fused[k], reference[k], rtol=1e-5)
   assert float(fused['count']) == pipeline.info.num_eval
+
+
+@pytest.mark.parametrize('steps_per_dispatch', [1, 2])
+def test_the_last_pass_table_holds_what_each_examples_train_step_computed(steps_per_dispatch):
+  config, mesh, pipeline, state, programs = _setup(steps_per_dispatch, last_pass=True)
+  n = pipeline.info.num_train
+  keep = np.zeros(n, bool)
+  keep[100:100 + 3 * 64] = True  # three steps
+  table = programs.new_last_pass(n, 2)
+  start = jax.device_get(state)  # the run donates its state; replay from a copy
+  outcome = _epoch(programs, state, keep=keep, last_pass=table)
+  got = jax.device_get(outcome.last_pass)
+  # The same three steps, one jitted train step each, on the same batches and rates.
+  P = jax.sharding.PartitionSpec
+  step = parallel.data_parallel(steps.train_step, mesh, in_specs=(P(), P('batch'), P()),
+                                out_specs=(P(), P(), P('batch')))
+  state = parallel.replicate(mesh, start)
+  expected = {k: np.zeros_like(v) for k, v in got.items()}
+  expected['epoch'][:] = -1
+  for i, batch in enumerate(pipeline.train_epoch(0, keep)):
+    lr = steps.learning_rate(config.train, jax.numpy.float32(0) + jax.numpy.int32(i) / 3)
+    hp = parallel.replicate(mesh, {'lr': np.float32(lr), 'exit_weights': np.ones(1, np.float32)})
+    state, _, rows = step(state, batch, hp)
+    rows = jax.device_get(rows)
+    for k in ('conf', 'correct', 'loss'):
+      expected[k][rows['index']] = rows[k]
+    expected['epoch'][rows['index']] = 0
+  np.testing.assert_array_equal(got['epoch'], expected['epoch'])
+  assert set(np.flatnonzero(got['epoch'] == 0)) == set(np.flatnonzero(keep))
+  np.testing.assert_allclose(got['conf'], expected['conf'], rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(got['loss'], expected['loss'], rtol=1e-4, atol=1e-5)
+  assert (got['correct'] == expected['correct']).mean() > 0.99
+  assert np.all(got['conf'][~keep] == 0)  # never trained on: untouched

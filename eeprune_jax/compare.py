@@ -21,7 +21,6 @@ from typing import Any, Callable, Sequence
 from absl import app
 from absl import flags
 from absl import logging
-from etils import epath
 import jax
 import ml_collections
 from ml_collections import config_flags
@@ -174,11 +173,11 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str, *, command: 
   plot_fraction = float(config.compare.get('plot_fraction', -1.0))
   plot_fraction = plot_fraction if plot_fraction >= 0 else None
   base = base_run_config(config)
-  root = epath.Path(workdir)
-  (root / 'runs').mkdir(parents=True, exist_ok=True)
+  paths = workdir_lib.CompareDir(workdir)
+  paths.runs.mkdir(parents=True, exist_ok=True)
   is_writer = jax.process_index() == 0
   if is_writer:
-    workdir_lib.write_json(root / 'compare_config.json', {
+    workdir_lib.write_json(paths.config, {
         'config': workdir_lib.config_to_dict(config), 'command': command,
         'runs': [s.name for s in specs]})
 
@@ -186,18 +185,18 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str, *, command: 
 
   def result(spec: RunSpec, **kwargs: Any) -> report.RunResult:
     return report.RunResult(name=spec.name, method=spec.method, fraction=spec.fraction,
-                            seed=spec.seed, run_dir=str(root / 'runs' / spec.name), **kwargs)
+                            seed=spec.seed, run_dir=str(paths.run(spec.name).root), **kwargs)
 
   def rewrite_report() -> None:
     if is_writer:
-      report.write_report(str(root), [results.get(s.name) or result(s) for s in specs],
+      report.write_report(workdir, [results.get(s.name) or result(s) for s in specs],
                           base_config=base, command=command, methods=[s.method for s in specs],
                           plot_fraction=plot_fraction)
 
   # Finished runs first, so the first report already shows them.
   todo = []
   for spec in specs:
-    path = root / 'runs' / spec.name / 'summary.json'
+    path = paths.run(spec.name).summary
     if path.exists():
       summary = workdir_lib.read_json(path)
       expected = workdir_lib.config_to_dict(run_config(config, spec))
@@ -215,7 +214,7 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str, *, command: 
     return [results[s.name] for s in specs if s.name in results]
 
   for i, spec in enumerate(todo):
-    run_dir = root / 'runs' / spec.name
+    run_dir = paths.run(spec.name).root
     print(f'[{i + 1}/{len(todo)}] {spec.name} -> {run_dir}', flush=True)
     try:
       summary = train_fn(run_config(config, spec), str(run_dir))
@@ -236,7 +235,7 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str, *, command: 
             f'{summary["pruning"]["pruned_fraction"]:.3f}', flush=True)
     jax.clear_caches()
     rewrite_report()
-  print(f'report: {root / "report.md"}', flush=True)
+  print(f'report: {paths.report}', flush=True)
   return [results[s.name] for s in specs if s.name in results]
 
 

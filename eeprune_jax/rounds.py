@@ -110,10 +110,9 @@ def prune_round(run: Any, state: steps_lib.TrainState, keep: np.ndarray,
     arrays = dict(scores) if scores is not None else {
         'index': np.arange(run.num_train), 'label': run.pipeline.train_labels}
     arrays['keep'] = result.keep
-    root = workdir_lib.epath.Path(run.workdir)
-    workdir_lib.write_npz(root / f'scores_round{round_index}.npz', **arrays)
-    workdir_lib.write_npz(root / 'scores.npz', **arrays)
-    workdir_lib.write_npy(root / 'keep_mask.npy', result.keep)
+    workdir_lib.write_npz(run.paths.scores_round(round_index), **arrays)
+    workdir_lib.write_npz(run.paths.scores, **arrays)
+    workdir_lib.write_npy(run.paths.keep_mask, result.keep)
   rs.rounds.append(info)
   rs.rounds_done = round_index + 1
   return result.keep

@@ -48,6 +48,7 @@ class _Run:
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str):
     self.config, self.workdir = config, workdir
+    self.paths = workdir_lib.RunDir(workdir)
     self.is_writer = jax.process_index() == 0
     self.mesh = parallel.make_mesh()
     self.pipeline = data_lib.create_pipeline(
@@ -72,7 +73,7 @@ class _Run:
     self.writer = None
     if self.is_writer:
       import tensorboardX  # pylint: disable=g-import-not-at-top
-      self.writer = tensorboardX.SummaryWriter(str(workdir_lib.epath.Path(workdir) / 'tensorboard'))
+      self.writer = tensorboardX.SummaryWriter(str(self.paths.tensorboard))
 
   def init_state(self, seed: int) -> steps_lib.TrainState:
     """A freshly initialised, replicated train state."""
@@ -124,8 +125,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   if run.manager.latest_step() is not None:
     logging.info('Resuming from %s, step %d.', workdir, run.manager.latest_step())
-    state, arrays, progress = checkpointing.restore(run.manager, state, example_arrays())
-    rs = run_state_lib.RunState.from_dict(progress)
+    state, arrays, rs = checkpointing.restore(run.manager, state, example_arrays())
     keep, epoch_keep, epoch_weight = arrays['keep'], arrays['epoch_keep'], arrays['epoch_weight']
     stats.load_arrays(arrays)
   ledger = rs.ledger
@@ -138,7 +138,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   def save(step_in_epoch: int, epoch: int) -> None:
     start = time.time()
     rs.epoch, rs.step_in_epoch = epoch, step_in_epoch
-    checkpointing.save(run.manager, global_step, state, example_arrays(), rs.to_dict())
+    checkpointing.save(run.manager, global_step, state, example_arrays(), rs)
     ledger.add_time('checkpoint', time.time() - start)
 
   num_epochs = config.train.num_epochs
@@ -259,5 +259,5 @@ def _write_summary(run: _Run, rs: run_state_lib.RunState, keep: np.ndarray
       'processes': jax.process_count(),
   }
   if run.is_writer:
-    workdir_lib.write_json(workdir_lib.epath.Path(run.workdir) / 'summary.json', summary)
+    workdir_lib.write_json(run.paths.summary, summary)
   return summary

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_flags
 
+from eeprune_jax import config_checks
 from eeprune_jax import models
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'The config file.')
@@ -46,6 +47,7 @@ def _data_shape(config: ml_collections.ConfigDict, num_classes: int) -> tuple[in
 
 def describe(config: ml_collections.ConfigDict, num_classes: int = 0) -> dict[str, Any]:
   """The summary of `config.model` on `config.data` as a JSON-ready dict."""
+  config_checks.validate_model(config.model)
   num_classes, image_shape = _data_shape(config, num_classes)
   model = models.build_model(config.model, num_classes)
   x = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)

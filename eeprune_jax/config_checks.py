@@ -1,7 +1,8 @@
 """Config validation: every bad value is reported, with its field and fix, before compute.
 
 This module owns every rule about config values; model, data and mesh code only assert
-what it has checked.
+what it has checked. Method-specific rules come from the method's properties
+(`methods.Method`), so no rule here names a method.
 """
 
 import os
@@ -10,8 +11,8 @@ import re
 import jax
 import ml_collections
 
+from eeprune_jax import methods
 from eeprune_jax import models
-from eeprune_jax import pruning_methods
 from eeprune_jax.data import augment
 
 SOURCES = ('digits', 'tfds', 'npz')
@@ -121,7 +122,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for field in ('log_every_steps', 'checkpoint_every_epochs', 'keep_checkpoints'):
     _check(errors, t[field] >= 1, f'config.train.{field}={t[field]} must be >= 1.')
 
-  _one_of(errors, 'prune.method', p.method, pruning_methods.METHODS)
+  _one_of(errors, 'prune.method', p.method, methods.names())
   _one_of(errors, 'prune.mode', p.mode, PRUNE_MODES)
   _check(errors, 0.0 <= p.threshold <= 1.0,
          f'config.prune.threshold={p.threshold} is outside [0, 1]: it is a softmax confidence.')
@@ -129,13 +130,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
          f'config.prune.fraction={p.fraction} is outside [0, 1): it is the share of the '
          'training set to prune (0.4 prunes 40%).')
   _check(errors, p.every >= 0, f'config.prune.every={p.every} must be >= 0 (0 = prune once).')
-  if p.method != 'none':
+  method = methods.get(p.method) if p.method in methods.names() else None
+  if method is not None and method.prunes:
     _check(errors, 0 <= p.epoch < t.num_epochs,
            f'config.prune.epoch={p.epoch} must be in [0, train.num_epochs={t.num_epochs}): '
            'pruning happens at the start of that epoch.')
-  if p.method == 'eeprune' and num_exits is not None:
+  if method is not None and method.early_exit and num_exits is not None:
     _check(errors, num_exits >= 1,
-           f"config.prune.method='eeprune' needs an early exit, but config.model.exits="
+           f'config.prune.method={p.method!r} needs an early exit, but config.model.exits='
            f"{m.exits!r} configures none: set model.exits='mid' (or block indices).")
     _check(errors, num_exits == 0 or 0 <= p.exit < num_exits,
            f'config.prune.exit={p.exit} is not an exit index: the model has {num_exits} '
@@ -148,7 +150,7 @@ def validate_with_data(config: ml_collections.ConfigDict, num_train: int) -> Non
   """Checks that need the data set's size (before any training step)."""
   t, p = config.train, config.prune
   kept = num_train - round(p.fraction * num_train) if p.mode == 'fraction' else num_train
-  if p.method != 'none' and p.mode == 'fraction' and kept < t.batch_size:
+  if methods.get(p.method).prunes and p.mode == 'fraction' and kept < t.batch_size:
     raise ConfigError(
         f'config.prune.fraction={p.fraction} keeps {kept} of {num_train} examples, fewer than '
         f'config.train.batch_size={t.batch_size}: lower one of them.')

@@ -5,11 +5,13 @@ commit 7044757, before the methods became plug-ins: every built-in method must k
 giving the same masks on the same scores and seeds.
 """
 
+import ast
 import hashlib
 import itertools
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -216,6 +218,34 @@ def test_config_checks_and_compare_ask_the_registry():
         'none_f0_s0', 'small_loss_f0.3_s0']
   finally:
     methods.unregister('small_loss')
+
+
+def _switches_on_a_method_name(tree: ast.AST) -> list[str]:
+  """Comparisons of a `method` (variable or attribute) with a string literal."""
+  found = []
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Compare):
+      operands = [node.left, *node.comparators]
+      strings = [c for o in operands for c in ast.walk(o)
+                 if isinstance(c, ast.Constant) and isinstance(c.value, str)]
+      if strings and any(re.search(r'\bmethod\b', ast.unparse(o)) for o in operands):
+        found.append(ast.unparse(node))
+    elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+          and node.func.attr in ('startswith', 'endswith')
+          and re.search(r'\bmethod\b', ast.unparse(node.func.value))):
+      found.append(ast.unparse(node))
+  return found
+
+
+def test_no_module_outside_methods_switches_on_a_method_name():
+  files = [p for p in (REPO / 'eeprune_jax').rglob('*.py') if 'methods' not in p.parts]
+  files.append(REPO / 'docs' / 'summarize_runs.py')
+  found = {str(p.relative_to(REPO)): _switches_on_a_method_name(ast.parse(p.read_text()))
+           for p in files}
+  assert {k: v for k, v in found.items() if v} == {}
+  # The check itself finds the old kind of dispatch.
+  assert _switches_on_a_method_name(ast.parse("if p.method in ('el2n', 'grand'): pass"))
+  assert _switches_on_a_method_name(ast.parse("r.method.startswith('eeprune')"))
 
 
 def _run_with_toy_method(module: str, *args: str) -> None:

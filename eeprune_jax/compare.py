@@ -270,11 +270,16 @@ def main(argv: Sequence[str]) -> None:
                  report_only=FLAGS.report_only)
 
 
-if __name__ == '__main__':
+def define_flags() -> None:
+  """The command's flags (defined only when it runs, so importing this module is safe)."""
   config_flags.DEFINE_config_file('config', None, 'Compare config (configs/compare_*.py).',
                                   lock_config=True)
   flags.DEFINE_string('workdir', None, 'Directory of the comparison (runs/, report.md, plots).')
   flags.DEFINE_bool('report_only', False, 'Rewrite report.md and the plots from the runs '
                     'found in --workdir; start no run.')
   flags.mark_flags_as_required(['config', 'workdir'])
+
+
+if __name__ == '__main__':
+  define_flags()
   app.run(main)

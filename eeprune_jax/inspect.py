@@ -19,11 +19,6 @@ from eeprune_jax import masks
 from eeprune_jax import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('workdir', None, 'The run directory to inspect.')
-flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
-flags.DEFINE_bool('json', False, 'Print one JSON object instead of text.')
-flags.DEFINE_integer('depth', 2, 'Depth of the parameter tree to print.')
-flags.mark_flag_as_required('workdir')
 
 
 def parameter_table(params: Any, depth: int) -> list[dict[str, Any]]:
@@ -104,5 +99,15 @@ def main(argv):
     _print_text(info)
 
 
+def define_flags() -> None:
+  """The command's flags (defined only when it runs, so importing this module is safe)."""
+  flags.DEFINE_string('workdir', None, 'The run directory to inspect.')
+  flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
+  flags.DEFINE_bool('json', False, 'Print one JSON object instead of text.')
+  flags.DEFINE_integer('depth', 2, 'Depth of the parameter tree to print.')
+  flags.mark_flag_as_required('workdir')
+
+
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

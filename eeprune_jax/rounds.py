@@ -53,7 +53,6 @@ def _context(run: Any, state: steps_lib.TrainState, rs: run_state_lib.RunState,
     rs.ledger.scoring_passes += 1
     return scores
 
-  stats.flush()
   return methods.RoundContext(
       config=run.config, state=state, epoch=epoch, labels=run.pipeline.train_labels,
       mesh=run.mesh, pipeline=run.pipeline, ledger=rs.ledger, stats=stats, score=score,
@@ -66,6 +65,7 @@ def prune_round(run: Any, state: steps_lib.TrainState, keep: np.ndarray,
   """Scores the training set as the method asks, prunes, writes scores and mask."""
   config, round_index, labels = run.config, rs.rounds_done, run.pipeline.train_labels
   method = methods.get(config.prune.method)
+  stats.flush()  # every training row up to the round
   start = time.time()
   scores = method.scores(_context(run, state, rs, stats, epoch))
   if method.needs.scoring_pass:

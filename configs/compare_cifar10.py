@@ -27,7 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
   """configs/cifar10_small.py plus the `compare` section."""
   config = runpy.run_path(str(_SMALL))['get_config']()
   config.compare = compare = ml_collections.ConfigDict()
-  # Comma-separated method names (see eeprune_jax.compare.METHODS).
+  # Comma-separated method names (see eeprune_jax.compare.entries).
   compare.methods = ('none,random,random_balanced,el2n,forgetting,final_confidence,'
                      'eeprune_shallow,eeprune_mid,eeprune_deep,infobatch')
   compare.fractions = '0.5'  # comma-separated prune.fraction values; `none` runs at 0.

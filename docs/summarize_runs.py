@@ -8,14 +8,21 @@ Every figure comes from each run's summary.json (written by eeprune_jax.main); t
 how the tables in docs/results.md are made.
 """
 
-import json
-import pathlib
 import sys
 
+from etils import epath
 
-def row(run_dir: pathlib.Path) -> str:
+from eeprune_jax import workdir as workdir_lib
+
+
+def _summary(run_dir: epath.Path) -> dict:
+  """A run's summary.json."""
+  return workdir_lib.read_json(workdir_lib.RunDir(run_dir).summary)
+
+
+def row(run_dir: epath.Path) -> str:
   """One table row for one run directory."""
-  s = json.loads((run_dir / 'summary.json').read_text())
+  s = _summary(run_dir)
   cfg, ledger, pruning = s['config'], s['ledger'], s['pruning']
   accs = ' / '.join(f'{100 * a:.2f}' for a in s['test_accuracy'])
   secs = ledger['seconds']
@@ -26,9 +33,9 @@ def row(run_dir: pathlib.Path) -> str:
           f"{secs['score'] / 60:.2f} |")
 
 
-def history(run_dirs: list[pathlib.Path]) -> None:
+def history(run_dirs: list[epath.Path]) -> None:
   """Final-exit test accuracy (%) after every epoch, one row per run."""
-  summaries = [json.loads((d / 'summary.json').read_text()) for d in run_dirs]
+  summaries = [_summary(d) for d in run_dirs]
   epochs = max(len(s['history']) for s in summaries)
   print('| run | ' + ' | '.join(str(e + 1) for e in range(epochs)) + ' |')
   print('| --- |' + ' ---: |' * epochs)
@@ -37,13 +44,13 @@ def history(run_dirs: list[pathlib.Path]) -> None:
     print(f'| {d.name} | ' + ' | '.join(accs) + ' |')
 
 
-def rounds(run_dirs: list[pathlib.Path]) -> None:
+def rounds(run_dirs: list[epath.Path]) -> None:
   """Every pruning round: target, pruned, shortfall, effective threshold, class extremes."""
   print('| run | round | epoch | target | pruned | shortfall | effective threshold | '
         'pruned share per class, min / max |')
   print('| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |')
   for d in run_dirs:
-    s = json.loads((d / 'summary.json').read_text())
+    s = _summary(d)
     per_class = s['pruning']['pruned_fraction_per_class']
     for r in s['pruning']['rounds']:
       cutoff = '-' if r['cutoff'] is None else f"{r['cutoff']:.3f}"
@@ -54,14 +61,14 @@ def rounds(run_dirs: list[pathlib.Path]) -> None:
 
 def main(argv: list[str]) -> None:
   if argv and argv[0] in ('--history', '--rounds'):
-    (history if argv[0] == '--history' else rounds)([pathlib.Path(d) for d in argv[1:]])
+    (history if argv[0] == '--history' else rounds)([epath.Path(d) for d in argv[1:]])
     return
   print('| run | method | epochs | test acc (final exit, %) | test acc per exit (%) | '
         'pruned | examples trained on | examples scored | cost vs full data (MACs) | '
         'train min | score min |')
   print('| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |')
   for d in argv:
-    print(row(pathlib.Path(d)))
+    print(row(epath.Path(d)))
 
 
 if __name__ == '__main__':

@@ -1,8 +1,8 @@
 """Orbax checkpoints of a run: train state, per-example arrays, and progress.
 
 Items: `state` (the TrainState), `examples` (numpy arrays [N] over the training indices:
-the keep mask and the statistics some methods track), `progress` (JSON: epoch, step in
-epoch, pruning rounds, ledger, history, rng state).
+the keep mask and the statistics some methods track), `progress` (a `run_state.RunState`
+as JSON: epoch, step in epoch, pruning rounds, ledger, history, rng state).
 """
 
 from typing import Any
@@ -11,12 +11,15 @@ from etils import epath
 import numpy as np
 import orbax.checkpoint as ocp
 
+from eeprune_jax import run_state as run_state_lib
+from eeprune_jax import workdir as workdir_lib
+
 ITEMS = ('state', 'examples', 'progress')
 
 
 def checkpoint_dir(workdir: epath.PathLike) -> epath.Path:
   """Where a workdir keeps its Orbax checkpoints."""
-  return epath.Path(workdir) / 'checkpoints'
+  return workdir_lib.RunDir(workdir).checkpoints
 
 
 def make_manager(workdir: epath.PathLike, max_to_keep: int = 2,
@@ -30,18 +33,18 @@ def make_manager(workdir: epath.PathLike, max_to_keep: int = 2,
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any,
-         examples: dict[str, np.ndarray], progress: dict[str, Any]) -> None:
-  """Saves (asynchronously) the train state, the per-example arrays and the progress dict."""
+         examples: dict[str, np.ndarray], progress: run_state_lib.RunState) -> None:
+  """Saves (asynchronously) the train state, the per-example arrays and the run state."""
   manager.save(step, args=ocp.args.Composite(
       state=ocp.args.StandardSave(state),
       examples=ocp.args.StandardSave({k: np.asarray(v) for k, v in examples.items()}),
-      progress=ocp.args.JsonSave(progress)), force=True)
+      progress=ocp.args.JsonSave(progress.to_dict())), force=True)
 
 
 def restore(manager: ocp.CheckpointManager, state_template: Any,
             examples_template: dict[str, np.ndarray], step: int | None = None
-            ) -> tuple[Any, dict[str, np.ndarray], dict[str, Any]]:
-  """Restores (state, per-example arrays, progress) at `step` (default: the latest)."""
+            ) -> tuple[Any, dict[str, np.ndarray], run_state_lib.RunState]:
+  """Restores (state, per-example arrays, run state) at `step` (default: the latest)."""
   step = manager.latest_step() if step is None else step
   num_examples = len(examples_template['keep'])
   mismatch = ValueError(f'checkpoint {step} in {manager.directory} was written for a data set '
@@ -57,11 +60,11 @@ def restore(manager: ocp.CheckpointManager, state_template: Any,
   if np.shape(restored.examples['keep']) != (num_examples,):
     raise mismatch
   examples = {k: np.asarray(v) for k, v in restored.examples.items()}
-  return restored.state, examples, restored.progress
+  return restored.state, examples, run_state_lib.RunState.from_dict(restored.progress)
 
 
 def restore_untyped(workdir: epath.PathLike, step: int | None = None) -> dict[str, Any]:
-  """Restores a checkpoint as plain arrays, without a model (for inspection)."""
+  """Restores a checkpoint as plain arrays and its RunState, without a model (inspection)."""
   manager = make_manager(workdir, read_only=True)
   step = manager.latest_step() if step is None else step
   if step is None:
@@ -71,4 +74,5 @@ def restore_untyped(workdir: epath.PathLike, step: int | None = None) -> dict[st
       progress=ocp.args.JsonRestore()))
   return {'step': step, 'state': restored.state,
           'keep': np.asarray(restored.examples['keep'], bool),
-          'progress': restored.progress, 'all_steps': list(manager.all_steps())}
+          'progress': run_state_lib.RunState.from_dict(restored.progress),
+          'all_steps': list(manager.all_steps())}

@@ -6,7 +6,9 @@
 The config is a normal run config plus a `compare` section (see configs/compare_demo.py):
 `compare.methods`, `compare.fractions` and `compare.seeds` are comma-separated lists, and
 every (method, fraction, seed) is one run of `train.train_and_evaluate` in
-`DIR/runs/{method}_f{fraction}_s{seed}`. Runs are sequential and in-process. A run whose
+`DIR/runs/{method}_f{fraction}_s{seed}`. A method name is a registered `prune.method` or
+one of the named variants a method declares (`eeprune_mid`: EEPrune with the exit moved
+to the middle; see `entries`). Runs are sequential and in-process. A run whose
 `summary.json` exists is not repeated; an unfinished one resumes from its workdir; a run
 that raises is reported as failed and the comparison goes on. `DIR/report.md` and its
 plots are rewritten after every run, so a partial comparison is readable.
@@ -16,36 +18,40 @@ import dataclasses
 import shlex
 import sys
 import traceback
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from absl import app
 from absl import flags
 from absl import logging
-from etils import epath
 import jax
 import ml_collections
 from ml_collections import config_flags
 
+from eeprune_jax import methods
 from eeprune_jax import report
 from eeprune_jax import train
 from eeprune_jax import workdir as workdir_lib
 
-# Method name -> (prune.method, model.exits preset or None for the base config's model,
-# prune.class_balanced).
-METHODS: dict[str, tuple[str, str | None, bool]] = {
-    'none': ('none', None, False),
-    'random': ('random', None, False),
-    'random_balanced': ('random_balanced', None, False),
-    'el2n': ('el2n', None, False),
-    'grand': ('grand', None, False),
-    'forgetting': ('forgetting', None, False),
-    'final_confidence': ('final_confidence', None, False),
-    'infobatch': ('infobatch', None, False),
-    'eeprune_shallow': ('eeprune', 'shallow', False),
-    'eeprune_mid': ('eeprune', 'mid', False),
-    'eeprune_deep': ('eeprune', 'deep', False),
-    'eeprune_mid_balanced': ('eeprune', 'mid', True),
-}
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+  """A method of the comparison: a registered `prune.method` and its config overrides.
+
+  Every run sets `prune.class_balanced=False` (the paper's rule) unless its overrides say
+  otherwise.
+  """
+  method: str
+  overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # 'section.field'
+
+
+def entries() -> dict[str, Entry]:
+  """Every name `compare.methods` accepts: each registered method, then its variants."""
+  out = {}
+  for name in methods.names():
+    out[name] = Entry(name)
+    for variant, overrides in methods.get(name).variants.items():
+      out[variant] = Entry(name, overrides)
+  return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,13 +74,13 @@ def _split(text: str) -> list[str]:
 
 def parse_methods(text: str) -> list[str]:
   """Method names of `compare.methods`, in order, without duplicates; rejects unknown ones."""
-  methods = list(dict.fromkeys(_split(text)))
-  unknown = [m for m in methods if m not in METHODS]
-  if unknown or not methods:
+  names, known = list(dict.fromkeys(_split(text))), entries()
+  unknown = [m for m in names if m not in known]
+  if unknown or not names:
     raise ValueError(
         f'config.compare.methods={text!r}: unknown method(s) '
-        f'{", ".join(unknown) or "(none given)"}; valid names: {", ".join(METHODS)}.')
-  return methods
+        f'{", ".join(unknown) or "(none given)"}; valid names: {", ".join(known)}.')
+  return names
 
 
 def parse_fractions(text: str) -> list[float]:
@@ -104,14 +110,15 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def plan_runs(compare_config: ml_collections.ConfigDict) -> list[RunSpec]:
-  """Every run of the comparison, method-major; `none` once per seed at fraction 0."""
-  methods = parse_methods(compare_config.methods)
+  """Every run of the comparison, method-major; one that never prunes once per seed at 0."""
+  names = parse_methods(compare_config.methods)
   fractions = parse_fractions(compare_config.fractions)
   seeds = parse_seeds(compare_config.seeds)
-  runs = []
-  for method in methods:
-    for fraction in ([0.0] if method == 'none' else fractions):
-      runs.extend(RunSpec(method, fraction, seed) for seed in seeds)
+  known, runs = entries(), []
+  for name in names:
+    prunes = methods.get(known[name].method).prunes
+    for fraction in (fractions if prunes else [0.0]):
+      runs.extend(RunSpec(name, fraction, seed) for seed in seeds)
   return runs
 
 
@@ -126,14 +133,13 @@ def base_run_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
 def run_config(config: ml_collections.ConfigDict, spec: RunSpec) -> ml_collections.ConfigDict:
   """The run config of one (method, fraction, seed): the base config with those set."""
   rc = base_run_config(config)
-  prune_method, exits, class_balanced = METHODS[spec.method]
+  entry = entries()[spec.method]
   rc.seed = spec.seed
-  rc.prune.method = prune_method
   rc.prune.fraction = float(spec.fraction)
-  rc.prune.class_balanced = class_balanced
-  if exits is not None:  # eeprune_*: the exit moves; its one exit scores.
-    rc.model.exits = exits
-    rc.prune.exit = 0
+  fields = {'prune.method': entry.method, 'prune.class_balanced': False, **entry.overrides}
+  for field, value in fields.items():
+    section, name = field.split('.')
+    rc[section][name] = value
   return rc
 
 
@@ -174,11 +180,11 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str, *, command: 
   plot_fraction = float(config.compare.get('plot_fraction', -1.0))
   plot_fraction = plot_fraction if plot_fraction >= 0 else None
   base = base_run_config(config)
-  root = epath.Path(workdir)
-  (root / 'runs').mkdir(parents=True, exist_ok=True)
+  paths = workdir_lib.CompareDir(workdir)
+  paths.runs.mkdir(parents=True, exist_ok=True)
   is_writer = jax.process_index() == 0
   if is_writer:
-    workdir_lib.write_json(root / 'compare_config.json', {
+    workdir_lib.write_json(paths.config, {
         'config': workdir_lib.config_to_dict(config), 'command': command,
         'runs': [s.name for s in specs]})
 
@@ -186,18 +192,18 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str, *, command: 
 
   def result(spec: RunSpec, **kwargs: Any) -> report.RunResult:
     return report.RunResult(name=spec.name, method=spec.method, fraction=spec.fraction,
-                            seed=spec.seed, run_dir=str(root / 'runs' / spec.name), **kwargs)
+                            seed=spec.seed, run_dir=str(paths.run(spec.name).root), **kwargs)
 
   def rewrite_report() -> None:
     if is_writer:
-      report.write_report(str(root), [results.get(s.name) or result(s) for s in specs],
+      report.write_report(workdir, [results.get(s.name) or result(s) for s in specs],
                           base_config=base, command=command, methods=[s.method for s in specs],
                           plot_fraction=plot_fraction)
 
   # Finished runs first, so the first report already shows them.
   todo = []
   for spec in specs:
-    path = root / 'runs' / spec.name / 'summary.json'
+    path = paths.run(spec.name).summary
     if path.exists():
       summary = workdir_lib.read_json(path)
       expected = workdir_lib.config_to_dict(run_config(config, spec))
@@ -215,7 +221,7 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str, *, command: 
     return [results[s.name] for s in specs if s.name in results]
 
   for i, spec in enumerate(todo):
-    run_dir = root / 'runs' / spec.name
+    run_dir = paths.run(spec.name).root
     print(f'[{i + 1}/{len(todo)}] {spec.name} -> {run_dir}', flush=True)
     try:
       summary = train_fn(run_config(config, spec), str(run_dir))
@@ -236,7 +242,7 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str, *, command: 
             f'{summary["pruning"]["pruned_fraction"]:.3f}', flush=True)
     jax.clear_caches()
     rewrite_report()
-  print(f'report: {root / "report.md"}', flush=True)
+  print(f'report: {paths.report}', flush=True)
   return [results[s.name] for s in specs if s.name in results]
 
 
@@ -264,11 +270,16 @@ def main(argv: Sequence[str]) -> None:
                  report_only=FLAGS.report_only)
 
 
-if __name__ == '__main__':
+def define_flags() -> None:
+  """The command's flags (defined only when it runs, so importing this module is safe)."""
   config_flags.DEFINE_config_file('config', None, 'Compare config (configs/compare_*.py).',
                                   lock_config=True)
   flags.DEFINE_string('workdir', None, 'Directory of the comparison (runs/, report.md, plots).')
   flags.DEFINE_bool('report_only', False, 'Rewrite report.md and the plots from the runs '
                     'found in --workdir; start no run.')
   flags.mark_flags_as_required(['config', 'workdir'])
+
+
+if __name__ == '__main__':
+  define_flags()
   app.run(main)

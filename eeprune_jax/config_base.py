@@ -74,7 +74,7 @@ def base_config() -> ml_collections.ConfigDict:
   # --- Pruning ----------------------------------------------------------------------
   config.prune = prune = ml_collections.ConfigDict()
   # 'eeprune', 'none', or a baseline: 'random', 'random_balanced', 'el2n', 'grand',
-  # 'forgetting', 'final_confidence', 'infobatch' (see eeprune_jax/pruning_methods.py).
+  # 'forgetting', 'final_confidence', 'infobatch': a registered method (eeprune_jax/methods/).
   prune.method = 'eeprune'
   prune.mode = 'fraction'  # 'fraction' (prune exactly round(fraction * N)) or 'threshold'.
   # Defaults from docs/results.md: smaller fractions and later pruning hurt least there.

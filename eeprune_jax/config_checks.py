@@ -1,17 +1,22 @@
-"""Config validation: every bad value is reported, with its field and fix, before compute."""
+"""Config validation: every bad value is reported, with its field and fix, before compute.
+
+This module owns every rule about config values; model, data and mesh code only assert
+what it has checked. Method-specific rules come from the method's properties
+(`methods.Method`), so no rule here names a method.
+"""
 
 import os
+import re
 
 import jax
 import ml_collections
 
+from eeprune_jax import methods
 from eeprune_jax import models
-from eeprune_jax import pruning_methods
+from eeprune_jax.data import augment
 
 SOURCES = ('digits', 'tfds', 'npz')
 BACKENDS = ('device', 'tfdata')
-AUGMENTS = ('cifar', 'imagenet', 'none')
-DTYPES = ('float32', 'bfloat16')
 OPTIMIZERS = ('sgd', 'adamw')
 EXIT_LOSS_SCHEDULES = ('constant', 'sdn')
 PRUNE_MODES = ('fraction', 'threshold')
@@ -31,13 +36,62 @@ def _check(errors: list[str], ok: bool, message: str) -> None:
     errors.append(message)
 
 
+def _check_exits(errors: list[str], m: ml_collections.ConfigDict) -> int | None:
+  """`model.exits` is a preset or ascending, distinct block indices; returns the count."""
+  cls = models.model_class(m.name)
+  n, spec = cls.NUM_BLOCKS, str(m.exits).strip()
+  if spec == 'none':
+    return 0
+  if spec in cls.PRESETS:
+    return len(cls.PRESETS[spec])
+  where = (f'{m.name} has {n} blocks, valid indices 0..{n - 1}; presets: '
+           f'{", ".join(models.PRESETS)}')
+  if not re.fullmatch(r'\s*\d+\s*(,\s*\d+\s*)*', spec):
+    errors.append(f'config.model.exits={spec!r} is neither a preset nor comma-separated '
+                  f'block indices ({where}).')
+    return None
+  blocks = [int(b) for b in spec.split(',')]
+  bad = [b for b in blocks if b >= n]
+  for ok, problem in ((len(set(blocks)) == len(blocks), 'repeats a block'),
+                      (blocks == sorted(blocks), 'must be sorted shallow to deep'),
+                      (not bad, f'has blocks {bad} out of range')):
+    if not ok:
+      errors.append(f'config.model.exits={spec!r} {problem} ({where}).')
+      return None
+  return len(blocks)
+
+
+def _check_model(errors: list[str], m: ml_collections.ConfigDict) -> int | None:
+  """Appends the model section's errors; returns the number of exits if they are valid."""
+  _one_of(errors, 'model.name', m.name, models.MODEL_NAMES)
+  _one_of(errors, 'model.stem', m.stem, models.STEMS)
+  _one_of(errors, 'model.exit_head', m.exit_head, models.EXIT_HEADS)
+  _one_of(errors, 'model.dtype', m.dtype, models.DTYPES)
+  _check(errors, m.width > 0, f'config.model.width={m.width} must be > 0.')
+  if m.name not in models.MODEL_NAMES:
+    return None
+  stems = models.model_class(m.name).STEMS
+  _check(errors, m.stem not in models.STEMS or m.stem in stems,
+         f'config.model.stem={m.stem!r} is not supported by {m.name}; valid: '
+         f'{", ".join(stems)}.')
+  return _check_exits(errors, m)
+
+
+def validate_model(model_config: ml_collections.ConfigDict) -> None:
+  """Checks the model section alone (tools that build a model without data); ConfigError."""
+  errors: list[str] = []
+  _check_model(errors, model_config)
+  if errors:
+    raise ConfigError('invalid config:\n  ' + '\n  '.join(errors))
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Checks every field that can be checked without loading data; raises ConfigError."""
   errors: list[str] = []
   d, m, t, p = config.data, config.model, config.train, config.prune
   _one_of(errors, 'data.source', d.source, SOURCES)
   _one_of(errors, 'data.backend', d.backend, BACKENDS)
-  _one_of(errors, 'data.augment', d.augment, AUGMENTS)
+  _one_of(errors, 'data.augment', d.augment, augment.KINDS)
   _check(errors, d.source != 'tfds' or bool(d.name),
          "config.data.name is empty: with data.source='tfds' name a TFDS data set, e.g. cifar10.")
   if d.source == 'npz':
@@ -46,17 +100,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
            'images and labels.')
   _check(errors, d.image_size >= 8, f'config.data.image_size={d.image_size} must be >= 8.')
 
-  _one_of(errors, 'model.name', m.name, models.MODEL_NAMES)
-  _one_of(errors, 'model.stem', m.stem, models.STEMS)
-  _one_of(errors, 'model.exit_head', m.exit_head, models.EXIT_HEADS)
-  _one_of(errors, 'model.dtype', m.dtype, DTYPES)
-  _check(errors, m.width > 0, f'config.model.width={m.width} must be > 0.')
-  num_exits = None
-  if m.name in models.MODEL_NAMES:
-    try:
-      num_exits = len(models.exit_blocks(m))
-    except ValueError as e:
-      errors.append(str(e))
+  num_exits = _check_model(errors, m)
 
   devices = jax.device_count()
   _check(errors, t.num_epochs >= 1, f'config.train.num_epochs={t.num_epochs} must be >= 1.')
@@ -80,7 +124,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check(errors, t.steps_per_dispatch >= 0,
          f'config.train.steps_per_dispatch={t.steps_per_dispatch} must be >= 0 (0 = auto).')
 
-  _one_of(errors, 'prune.method', p.method, pruning_methods.METHODS)
+  _one_of(errors, 'prune.method', p.method, methods.names())
   _one_of(errors, 'prune.mode', p.mode, PRUNE_MODES)
   _check(errors, 0.0 <= p.threshold <= 1.0,
          f'config.prune.threshold={p.threshold} is outside [0, 1]: it is a softmax confidence.')
@@ -88,13 +132,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
          f'config.prune.fraction={p.fraction} is outside [0, 1): it is the share of the '
          'training set to prune (0.4 prunes 40%).')
   _check(errors, p.every >= 0, f'config.prune.every={p.every} must be >= 0 (0 = prune once).')
-  if p.method != 'none':
+  method = methods.get(p.method) if p.method in methods.names() else None
+  if method is not None and method.prunes:
     _check(errors, 0 <= p.epoch < t.num_epochs,
            f'config.prune.epoch={p.epoch} must be in [0, train.num_epochs={t.num_epochs}): '
            'pruning happens at the start of that epoch.')
-  if p.method == 'eeprune' and num_exits is not None:
+  if method is not None and method.early_exit and num_exits is not None:
     _check(errors, num_exits >= 1,
-           f"config.prune.method='eeprune' needs an early exit, but config.model.exits="
+           f'config.prune.method={p.method!r} needs an early exit, but config.model.exits='
            f"{m.exits!r} configures none: set model.exits='mid' (or block indices).")
     _check(errors, num_exits == 0 or 0 <= p.exit < num_exits,
            f'config.prune.exit={p.exit} is not an exit index: the model has {num_exits} '
@@ -107,7 +152,7 @@ def validate_with_data(config: ml_collections.ConfigDict, num_train: int) -> Non
   """Checks that need the data set's size (before any training step)."""
   t, p = config.train, config.prune
   kept = num_train - round(p.fraction * num_train) if p.mode == 'fraction' else num_train
-  if p.method != 'none' and p.mode == 'fraction' and kept < t.batch_size:
+  if methods.get(p.method).prunes and p.mode == 'fraction' and kept < t.batch_size:
     raise ConfigError(
         f'config.prune.fraction={p.fraction} keeps {kept} of {num_train} examples, fewer than '
         f'config.train.batch_size={t.batch_size}: lower one of them.')

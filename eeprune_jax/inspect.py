@@ -11,7 +11,6 @@ from typing import Any
 
 from absl import app
 from absl import flags
-from etils import epath
 import jax
 import numpy as np
 
@@ -20,11 +19,6 @@ from eeprune_jax import masks
 from eeprune_jax import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('workdir', None, 'The run directory to inspect.')
-flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
-flags.DEFINE_bool('json', False, 'Print one JSON object instead of text.')
-flags.DEFINE_integer('depth', 2, 'Depth of the parameter tree to print.')
-flags.mark_flag_as_required('workdir')
 
 
 def parameter_table(params: Any, depth: int) -> list[dict[str, Any]]:
@@ -50,23 +44,22 @@ def inspect_workdir(workdir: str, step: int | None = None, depth: int = 2) -> di
     top = row['module'].split('/')[0]
     if top.startswith('exit_'):
       heads[top] = heads.get(top, 0) + row['params']
-  keep = ckpt['keep']
-  scores_path = epath.Path(workdir) / 'scores.npz'
-  labels = np.load(scores_path)['label'] if scores_path.exists() else None
+  keep, paths = ckpt['keep'], workdir_lib.RunDir(workdir)
+  labels = (workdir_lib.read_npz(paths.scores, ['label'])['label'] if paths.scores.exists()
+            else None)
   if labels is not None and len(labels) == len(keep):
     mask = masks.mask_stats(keep, labels, int(labels.max()) + 1)
   else:  # no pruning round yet: no labels stored, overall numbers only
     mask = {'num_examples': int(keep.size), 'num_kept': int(keep.sum()),
             'num_pruned': int((~keep).sum()), 'pruned_fraction': float((~keep).mean())}
-  summary_path = epath.Path(workdir) / 'summary.json'
-  summary = workdir_lib.read_json(summary_path) if summary_path.exists() else {}
-  progress = ckpt['progress']
+  summary = workdir_lib.read_json(paths.summary) if paths.summary.exists() else {}
+  rs = ckpt['progress']
   return {
       'workdir': str(workdir), 'steps': ckpt['all_steps'], 'step': ckpt['step'],
-      'epoch': progress['epoch'], 'step_in_epoch': progress['step_in_epoch'],
+      'epoch': rs.epoch, 'step_in_epoch': rs.step_in_epoch,
       'total_params': sum(r['params'] for r in table), 'exit_head_params': heads,
-      'param_tree': table, 'mask': mask, 'pruning_rounds': progress['rounds'],
-      'ledger': summary.get('ledger', progress['ledger']),
+      'param_tree': table, 'mask': mask, 'pruning_rounds': rs.rounds,
+      'ledger': summary.get('ledger', rs.ledger.to_dict()),
       'test_accuracy': summary.get('test_accuracy'),
   }
 
@@ -106,5 +99,15 @@ def main(argv):
     _print_text(info)
 
 
+def define_flags() -> None:
+  """The command's flags (defined only when it runs, so importing this module is safe)."""
+  flags.DEFINE_string('workdir', None, 'The run directory to inspect.')
+  flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
+  flags.DEFINE_bool('json', False, 'Print one JSON object instead of text.')
+  flags.DEFINE_integer('depth', 2, 'Depth of the parameter tree to print.')
+  flags.mark_flag_as_required('workdir')
+
+
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

@@ -13,15 +13,20 @@ from ml_collections import config_flags
 from eeprune_jax import train
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).', lock_config=True)
-flags.DEFINE_string('workdir', None, 'Directory (or gs:// URL) for checkpoints, masks, scores.')
-flags.DEFINE_bool('multihost', False,
-                  'Call jax.distributed.initialize() first (every host of a TPU pod, or each '
-                  'process of a multi-process GPU/CPU job).')
-flags.DEFINE_string('coordinator_address', None, 'host:port of process 0 (not needed on TPU).')
-flags.DEFINE_integer('num_processes', None, 'Number of processes (not needed on TPU).')
-flags.DEFINE_integer('process_id', None, 'This process index (not needed on TPU).')
-flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def define_flags() -> None:
+  """The command's flags (defined only when it runs, so importing this module is safe)."""
+  config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).',
+                                  lock_config=True)
+  flags.DEFINE_string('workdir', None, 'Directory (or gs:// URL) for checkpoints, masks, scores.')
+  flags.DEFINE_bool('multihost', False,
+                    'Call jax.distributed.initialize() first (every host of a TPU pod, or each '
+                    'process of a multi-process GPU/CPU job).')
+  flags.DEFINE_string('coordinator_address', None, 'host:port of process 0 (not needed on TPU).')
+  flags.DEFINE_integer('num_processes', None, 'Number of processes (not needed on TPU).')
+  flags.DEFINE_integer('process_id', None, 'This process index (not needed on TPU).')
+  flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def main(argv):
@@ -43,4 +48,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

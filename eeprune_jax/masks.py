@@ -1,4 +1,4 @@
-"""Keep masks: the EEPrune rule, exact-fraction selection and mask statistics.
+"""Keep masks: exact-fraction and threshold selection by priority, and mask statistics.
 
 A keep mask is a bool array over the canonical training indices 0..N-1: True = train on it.
 Pruned sets only grow: every function here takes the previous mask and never revives an
@@ -30,12 +30,6 @@ def as_keep(prior_keep: np.ndarray | None, n: int) -> np.ndarray:
     raise ValueError(f'keep mask has shape {prior_keep.shape}, the scores cover {n} examples: '
                      'a mask must have one entry per training example.')
   return prior_keep.copy()
-
-
-def eeprune_eligible(early_pred: np.ndarray, final_pred: np.ndarray,
-                     labels: np.ndarray) -> np.ndarray:
-  """Examples both the early exit and the final exit classify correctly."""
-  return (early_pred == labels) & (final_pred == labels)
 
 
 def prune_above_threshold(eligible: np.ndarray, confidence: np.ndarray, threshold: float,

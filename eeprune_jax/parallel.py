@@ -27,10 +27,8 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 def local_batch_size(global_batch_size: int) -> int:
   """This process's share of a global batch (global batches split evenly over processes)."""
-  if global_batch_size % jax.device_count():
-    raise ValueError(
-        f'batch size {global_batch_size} is not divisible by the device count '
-        f'{jax.device_count()}: set it to a multiple of {jax.device_count()}.')
+  # config_checks validates the batch sizes against the device count.
+  assert global_batch_size % jax.device_count() == 0, (global_batch_size, jax.device_count())
   return global_batch_size // jax.process_count()
 
 

@@ -1,4 +1,4 @@
-"""Pruning rounds: when they run, the scores each method needs, and the new keep mask."""
+"""Pruning rounds: when they run, the scores the method asks for, and the new keep mask."""
 
 import time
 from typing import Any
@@ -7,9 +7,8 @@ from absl import logging
 import ml_collections
 import numpy as np
 
-from eeprune_jax import baselines
 from eeprune_jax import masks
-from eeprune_jax import pruning_methods
+from eeprune_jax import methods
 from eeprune_jax import run_state as run_state_lib
 from eeprune_jax import steps as steps_lib
 from eeprune_jax import tracking
@@ -19,23 +18,12 @@ from eeprune_jax import workdir as workdir_lib
 def prune_epochs(config: ml_collections.ConfigDict) -> list[int]:
   """The epochs at whose start a pruning round runs."""
   prune, num_epochs = config.prune, config.train.num_epochs
-  if prune.method == 'none' or prune.method in pruning_methods.DYNAMIC_METHODS:
+  method = methods.get(prune.method)
+  if not method.prunes or method.needs.epoch_mask:
     return []
   if prune.every > 0:
     return list(range(prune.epoch, num_epochs, prune.every))
   return [prune.epoch] if prune.epoch < num_epochs else []
-
-
-def infobatch_epoch(config: ml_collections.ConfigDict, epoch: int,
-                    last_loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """InfoBatch's keep mask and loss weights for `epoch` (full data outside its window)."""
-  n, p = len(last_loss), config.prune
-  if epoch < p.epoch or baselines.infobatch_anneal(epoch, config.train.num_epochs,
-                                                   p.infobatch_anneal):
-    return np.ones(n, bool), np.ones(n, np.float32)
-  # Seeded by (seed, epoch), so a resumed run redraws the same epoch.
-  return baselines.infobatch_epoch(last_loss, p.fraction,
-                                   np.random.default_rng([config.seed, epoch]))
 
 
 def _seed_states(run: Any, state: steps_lib.TrainState, state_of_run: run_state_lib.RunState,
@@ -54,50 +42,37 @@ def _seed_states(run: Any, state: steps_lib.TrainState, state_of_run: run_state_
   return states
 
 
-def _method_scores(run: Any, state: steps_lib.TrainState, rs: run_state_lib.RunState,
-                   stats: tracking.ExampleStats, epoch: int) -> dict[str, np.ndarray] | None:
-  """The per-example arrays `prune.method` selects by, in index order."""
-  method, n, ledger = run.config.prune.method, run.num_train, rs.ledger
-  start = time.time()
-  if method in ('el2n', 'grand'):
-    states = _seed_states(run, state, rs, epoch)
-  if pruning_methods.needs_scores(method):
-    runs = []
-    for s in (states if method == 'el2n' else [state]):
-      scores = run.programs.score(s, n)
-      runs.append(scores['el2n'][:, -1])
-      ledger.examples_scored += n
-      ledger.scoring_passes += 1
-    scores = {**scores, 'el2n_runs': np.stack(runs)} if method == 'el2n' else scores
-  elif method == 'grand':
-    p_grand = baselines.make_grand_step(run.mesh, run.config.prune.grand_chunk)
-    runs = [baselines.grand_scores(p_grand, s, run.pipeline.eval_batches('train'), n)
-            for s in states]
-    ledger.examples_grad_scored += n * len(states)
-    ledger.scoring_passes += len(states)
-    scores = {'index': np.arange(n), 'label': run.pipeline.train_labels,
-              'grand_runs': np.stack(runs)}
-  elif method == 'forgetting':
-    stats.flush()
-    f = stats.forgetting
-    return {'index': np.arange(n), 'label': run.pipeline.train_labels,
-            'forget_counts': f.counts(), 'never_learned': f.never_learned(),
-            'presented': f.presented()}
-  else:
-    return None
-  ledger.add_time('score', time.time() - start)
-  return scores
+def _context(run: Any, state: steps_lib.TrainState, rs: run_state_lib.RunState,
+             stats: tracking.ExampleStats, epoch: int) -> methods.RoundContext:
+  """What the round offers the method: the state, the data, passes charged to the ledger."""
+  n = run.num_train
+
+  def score(s: steps_lib.TrainState) -> dict[str, np.ndarray]:
+    scores = run.programs.score(s, n)
+    rs.ledger.examples_scored += n
+    rs.ledger.scoring_passes += 1
+    return scores
+
+  return methods.RoundContext(
+      config=run.config, state=state, epoch=epoch, labels=run.pipeline.train_labels,
+      mesh=run.mesh, pipeline=run.pipeline, ledger=rs.ledger, stats=stats, score=score,
+      seed_states=lambda: _seed_states(run, state, rs, epoch))
 
 
 def prune_round(run: Any, state: steps_lib.TrainState, keep: np.ndarray,
                 rs: run_state_lib.RunState, stats: tracking.ExampleStats, epoch: int,
                 target: int) -> np.ndarray:
-  """Scores the training set as the method needs, prunes, writes scores and mask."""
-  config, round_index = run.config, rs.rounds_done
-  scores = _method_scores(run, state, rs, stats, epoch)
-  result = pruning_methods.prune(config.prune, scores=scores, labels=run.pipeline.train_labels,
-                                 prior_keep=keep, target_pruned=target, rng=rs.rng)
-  mstats = masks.mask_stats(result.keep, run.pipeline.train_labels, run.info.num_classes)
+  """Scores the training set as the method asks, prunes, writes scores and mask."""
+  config, round_index, labels = run.config, rs.rounds_done, run.pipeline.train_labels
+  method = methods.get(config.prune.method)
+  stats.flush()  # every training row up to the round
+  start = time.time()
+  scores = method.scores(_context(run, state, rs, stats, epoch))
+  if method.needs.scoring_pass:
+    rs.ledger.add_time('score', time.time() - start)
+  result = methods.prune(config.prune, scores=scores, labels=labels, prior_keep=keep,
+                         target_pruned=target, rng=rs.rng)
+  mstats = masks.mask_stats(result.keep, labels, run.info.num_classes)
   info = {'round': round_index, 'epoch': epoch, 'step': int(state.step),
           'target_pruned': result.target_pruned, 'shortfall': result.shortfall,
           'cutoff': None if np.isnan(result.cutoff) else result.cutoff,
@@ -107,14 +82,11 @@ def prune_round(run: Any, state: steps_lib.TrainState, keep: np.ndarray,
                     round_index, result.target_pruned - result.shortfall, result.target_pruned)
   logging.info('Pruning round %d: %s', round_index, info)
   if run.is_writer:
-    arrays = dict(scores) if scores is not None else {
-        'index': np.arange(run.num_train), 'label': run.pipeline.train_labels}
-    arrays['keep'] = result.keep
-    root = workdir_lib.epath.Path(run.workdir)
-    workdir_lib.write_npz(root / f'scores_round{round_index}.npz', **arrays)
-    workdir_lib.write_npz(root / 'scores.npz', **arrays)
-    workdir_lib.write_npy(root / 'keep_mask.npy', result.keep)
+    arrays = {'index': np.arange(run.num_train), 'label': labels, **scores,
+              'keep': result.keep}
+    workdir_lib.write_npz(run.paths.scores_round(round_index), **arrays)
+    workdir_lib.write_npz(run.paths.scores, **arrays)
+    workdir_lib.write_npy(run.paths.keep_mask, result.keep)
   rs.rounds.append(info)
   rs.rounds_done = round_index + 1
   return result.keep
-

@@ -19,11 +19,10 @@ import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_flags
 
+from eeprune_jax import config_checks
 from eeprune_jax import models
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'The config file.')
-_NUM_CLASSES = flags.DEFINE_integer(
-    'num_classes', 0, 'Number of classes; 0 = ask the configured data set.')
+FLAGS = flags.FLAGS
 
 
 def _data_shape(config: ml_collections.ConfigDict, num_classes: int) -> tuple[int, tuple]:
@@ -46,6 +45,7 @@ def _data_shape(config: ml_collections.ConfigDict, num_classes: int) -> tuple[in
 
 def describe(config: ml_collections.ConfigDict, num_classes: int = 0) -> dict[str, Any]:
   """The summary of `config.model` on `config.data` as a JSON-ready dict."""
+  config_checks.validate_model(config.model)
   num_classes, image_shape = _data_shape(config, num_classes)
   model = models.build_model(config.model, num_classes)
   x = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
@@ -72,9 +72,16 @@ def describe(config: ml_collections.ConfigDict, num_classes: int = 0) -> dict[st
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  print(json.dumps(describe(_CONFIG.value, _NUM_CLASSES.value)))
+  print(json.dumps(describe(FLAGS.config, FLAGS.num_classes)))
+
+
+def define_flags() -> None:
+  """The command's flags (defined only when it runs, so importing this module is safe)."""
+  config_flags.DEFINE_config_file('config', None, 'The config file.')
+  flags.DEFINE_integer('num_classes', 0, 'Number of classes; 0 = ask the configured data set.')
+  flags.mark_flags_as_required(['config'])
 
 
 if __name__ == '__main__':
-  flags.mark_flags_as_required(['config'])
+  define_flags()
   app.run(main)

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from eeprune_jax import baselines
 from eeprune_jax import parallel
+from eeprune_jax.methods import forgetting as forgetting_lib
 
 
 class ExampleStats:
@@ -19,7 +19,7 @@ class ExampleStats:
 
   def __init__(self, num_examples: int, enabled: bool):
     self.enabled = enabled
-    self.forgetting = baselines.ForgettingTracker(num_examples)
+    self.forgetting = forgetting_lib.ForgettingTracker(num_examples)
     self.last_loss = np.full(num_examples, np.nan, np.float32)
     self._pending: list[Any] = []
 
@@ -47,6 +47,6 @@ class ExampleStats:
   def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
     """Restores `to_arrays()` output."""
     self.last_loss = np.asarray(arrays['last_loss'], np.float32)
-    self.forgetting = baselines.ForgettingTracker.from_state_dict(
+    self.forgetting = forgetting_lib.ForgettingTracker.from_state_dict(
         {'num_examples': len(self.last_loss),
          **{k[len('forget_'):]: v for k, v in arrays.items() if k.startswith('forget_')}})

@@ -25,9 +25,9 @@ from eeprune_jax import config_checks
 from eeprune_jax import data as data_lib
 from eeprune_jax import loop
 from eeprune_jax import masks
+from eeprune_jax import methods
 from eeprune_jax import models
 from eeprune_jax import parallel
-from eeprune_jax import pruning_methods
 from eeprune_jax import rounds as rounds_lib
 from eeprune_jax import run_state as run_state_lib
 from eeprune_jax import steps as steps_lib
@@ -48,6 +48,8 @@ class _Run:
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str):
     self.config, self.workdir = config, workdir
+    self.paths = workdir_lib.RunDir(workdir)
+    self.method = methods.get(config.prune.method)
     self.is_writer = jax.process_index() == 0
     self.mesh = parallel.make_mesh()
     self.pipeline = data_lib.create_pipeline(
@@ -64,15 +66,13 @@ class _Run:
                                       has_checkpoint=self.manager.latest_step() is not None)
     self.exit_macs = models.count_macs(self.model, self.info.image_shape)
     self.forward_macs = models.forward_macs(self.model, self.info.image_shape)
-    method = config.prune.method
     self.programs = loop.Programs(
-        self.pipeline, self.mesh, config.train,
-        track=method in pruning_methods.TRACKED_METHODS,
-        weighted=method in pruning_methods.DYNAMIC_METHODS)
+        self.pipeline, self.mesh, config.train, track=self.method.needs.training_rows,
+        weighted=self.method.needs.epoch_mask)
     self.writer = None
     if self.is_writer:
       import tensorboardX  # pylint: disable=g-import-not-at-top
-      self.writer = tensorboardX.SummaryWriter(str(workdir_lib.epath.Path(workdir) / 'tensorboard'))
+      self.writer = tensorboardX.SummaryWriter(str(self.paths.tensorboard))
 
   def init_state(self, seed: int) -> steps_lib.TrainState:
     """A freshly initialised, replicated train state."""
@@ -110,10 +110,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   config_checks.validate(config)
   compilation_cache.enable(config.train.compilation_cache_dir)
   run = _Run(config, workdir)
-  n, method = run.num_train, config.prune.method
+  n = run.num_train
   state = run.init_state(config.seed)
   keep = np.ones(n, bool)
-  # InfoBatch's mask and loss weights of the current epoch (all-in for other methods).
+  # The mask and loss weights of the current epoch (all-in but for per-epoch methods).
   epoch_keep, epoch_weight = np.ones(n, bool), np.ones(n, np.float32)
   stats = tracking.ExampleStats(n, enabled=run.programs.track)
   rs = run_state_lib.RunState.new(config.seed)
@@ -124,8 +124,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   if run.manager.latest_step() is not None:
     logging.info('Resuming from %s, step %d.', workdir, run.manager.latest_step())
-    state, arrays, progress = checkpointing.restore(run.manager, state, example_arrays())
-    rs = run_state_lib.RunState.from_dict(progress)
+    state, arrays, rs = checkpointing.restore(run.manager, state, example_arrays())
     keep, epoch_keep, epoch_weight = arrays['keep'], arrays['epoch_keep'], arrays['epoch_weight']
     stats.load_arrays(arrays)
   ledger = rs.ledger
@@ -138,7 +137,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   def save(step_in_epoch: int, epoch: int) -> None:
     start = time.time()
     rs.epoch, rs.step_in_epoch = epoch, step_in_epoch
-    checkpointing.save(run.manager, global_step, state, example_arrays(), rs.to_dict())
+    checkpointing.save(run.manager, global_step, state, example_arrays(), rs)
     ledger.add_time('checkpoint', time.time() - start)
 
   num_epochs = config.train.num_epochs
@@ -176,9 +175,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         keep = rounds_lib.prune_round(run, state, keep, rs, stats, epoch,
                                       targets[rounds_at.index(epoch)])
         bar.total = global_step + remaining_steps(epoch)
-      if method in pruning_methods.DYNAMIC_METHODS and not skip:
+      if run.method.needs.epoch_mask and not skip:
         stats.flush()
-        epoch_keep, epoch_weight = rounds_lib.infobatch_epoch(config, epoch, stats.last_loss)
+        epoch_keep, epoch_weight = run.method.epoch_mask(config, epoch, stats)
         weight_table = parallel.replicate(run.mesh, epoch_weight)
       train_keep = keep & epoch_keep
       start = time.time()
@@ -259,5 +258,5 @@ def _write_summary(run: _Run, rs: run_state_lib.RunState, keep: np.ndarray
       'processes': jax.process_count(),
   }
   if run.is_writer:
-    workdir_lib.write_json(workdir_lib.epath.Path(run.workdir) / 'summary.json', summary)
+    workdir_lib.write_json(run.paths.summary, summary)
   return summary

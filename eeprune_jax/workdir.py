@@ -1,24 +1,64 @@
 """What a run leaves in its workdir, and writing it without ever leaving half a file.
 
-Layout of a workdir:
+`RunDir` names every file of a run's workdir, `CompareDir` those of a comparison; code
+elsewhere asks them and never spells a file name. Layout of a run's workdir:
   config.json          the run's config (a resumed run must match it)
   checkpoints/         Orbax CheckpointManager: train state, keep mask, progress + ledger
-  scores.npz           the latest scoring pass: per-example arrays and the keep mask
-  scores_round{r}.npz  every scoring pass (round r = 0, 1, ...)
+  scores.npz           the latest pruning round's per-example scores and the keep mask
+  scores_round{r}.npz  every pruning round's (round r = 0, 1, ...)
   keep_mask.npy        the current keep mask (bool [N], canonical index order)
   summary.json         config, test accuracy per exit, pruning statistics, cost ledger
   tensorboard/         TensorBoard event files
+and of a comparison's:
+  compare_config.json  the comparison's config, command and planned runs
+  report.md            the report, beside its PNG plots
+  runs/{name}/         one run's workdir per (method, fraction, seed)
 Works with local paths and gs:// URLs (through etils.epath, as Orbax does).
 """
 
 import io
 import json
 import os
-from typing import Any
+from typing import Any, Sequence
 
 from etils import epath
 import ml_collections
 import numpy as np
+
+class RunDir:
+  """The paths of a run's workdir."""
+
+  def __init__(self, root: epath.PathLike):
+    self.root = epath.Path(root)
+    self.config = self.root / 'config.json'  # the run's config
+    self.checkpoints = self.root / 'checkpoints'  # Orbax CheckpointManager
+    self.scores = self.root / 'scores.npz'  # the latest round's scores and keep mask
+    self.keep_mask = self.root / 'keep_mask.npy'  # the current keep mask
+    self.summary = self.root / 'summary.json'  # the finished run's summary
+    self.tensorboard = self.root / 'tensorboard'  # TensorBoard event files
+
+  def scores_round(self, round_index: int) -> epath.Path:
+    """Round `round_index`'s per-example scores and keep mask (.npz)."""
+    return self.root / f'scores_round{round_index}.npz'
+
+
+class CompareDir:
+  """The paths of a comparison's directory."""
+
+  def __init__(self, root: epath.PathLike):
+    self.root = epath.Path(root)
+    self.config = self.root / 'compare_config.json'  # config, command, planned runs
+    self.report = self.root / 'report.md'  # the report, beside its plots
+    self.runs = self.root / 'runs'  # the runs' workdirs
+
+  def plot(self, filename: str) -> epath.Path:
+    """A plot of the report."""
+    return self.root / filename
+
+  def run(self, name: str) -> RunDir:
+    """The workdir of run `name`."""
+    return RunDir(self.runs / name)
+
 
 # Fields a resumed run may change without changing the run itself.
 MUTABLE_FIELDS = frozenset({
@@ -28,7 +68,9 @@ MUTABLE_FIELDS = frozenset({
 })
 
 
-def _write_bytes_atomic(path: epath.Path, data: bytes) -> None:
+def write_bytes(path: epath.PathLike, data: bytes) -> None:
+  """Writes bytes atomically (temporary name, then rename)."""
+  path = epath.Path(path)
   tmp = path.parent / f'.{path.name}.tmp-{os.getpid()}'
   tmp.write_bytes(data)
   tmp.replace(path)  # a reader sees the old file or the new one, never a partial one
@@ -36,26 +78,32 @@ def _write_bytes_atomic(path: epath.Path, data: bytes) -> None:
 
 def write_json(path: epath.PathLike, obj: Any) -> None:
   """Writes JSON atomically (temporary name, then rename)."""
-  _write_bytes_atomic(epath.Path(path), (json.dumps(obj, indent=2, sort_keys=True) + '\n').encode())
+  write_bytes(epath.Path(path), (json.dumps(obj, indent=2, sort_keys=True) + '\n').encode())
 
 
 def write_npz(path: epath.PathLike, **arrays: np.ndarray) -> None:
   """Writes an uncompressed .npz atomically."""
   buf = io.BytesIO()
   np.savez(buf, **arrays)
-  _write_bytes_atomic(epath.Path(path), buf.getvalue())
+  write_bytes(epath.Path(path), buf.getvalue())
 
 
 def write_npy(path: epath.PathLike, array: np.ndarray) -> None:
   """Writes a .npy atomically."""
   buf = io.BytesIO()
   np.save(buf, array)
-  _write_bytes_atomic(epath.Path(path), buf.getvalue())
+  write_bytes(epath.Path(path), buf.getvalue())
 
 
 def read_json(path: epath.PathLike) -> Any:
   """Reads a JSON file."""
   return json.loads(epath.Path(path).read_text())
+
+
+def read_npz(path: epath.PathLike, keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+  """Reads the arrays `keys` (default: every one) of an .npz into memory."""
+  with epath.Path(path).open('rb') as f, np.load(f) as arrays:
+    return {k: arrays[k] for k in (arrays.files if keys is None else keys)}
 
 
 def flatten(d: dict[str, Any], prefix: str = '') -> dict[str, Any]:
@@ -92,7 +140,7 @@ def check_or_write_config(workdir: epath.PathLike, config: ml_collections.Config
   Only a run with a checkpoint binds its workdir: a run that stopped before its first
   checkpoint (a bad learning rate, say) can be started again with a corrected config.
   """
-  path = epath.Path(workdir) / 'config.json'
+  path = RunDir(workdir).config
   current = config_to_dict(config)
   if path.exists() and has_checkpoint:
     stored = read_json(path)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from eeprune_jax import masks
-from eeprune_jax import pruning_methods
+from eeprune_jax import methods
 from eeprune_jax import scoring
 
 
@@ -30,9 +30,9 @@ def test_threshold_rule_needs_all_three_conditions():
   early = np.array([0, 1, 0, 0, 1])  # example 1: early exit wrong
   final = np.array([0, 0, 1, 0, 1])  # example 2: final exit wrong
   conf = np.array([0.95, 0.99, 0.99, 0.80, 0.91])  # example 3: not confident enough
-  result = pruning_methods.prune(_prune_config(mode='threshold', threshold=0.9),
-                                 scores=_scores(early, final, conf, labels), labels=labels,
-                                 prior_keep=None, target_pruned=0, rng=np.random.default_rng(0))
+  result = methods.prune(_prune_config(mode='threshold', threshold=0.9),
+                         scores=_scores(early, final, conf, labels), labels=labels,
+                         prior_keep=None, target_pruned=0, rng=np.random.default_rng(0))
   np.testing.assert_array_equal(result.keep, [False, True, True, True, False])
 
 
@@ -45,9 +45,9 @@ def test_fraction_mode_prunes_exactly_round_f_n_most_confident_first():
   n = 10
   labels = np.zeros(n, int)
   conf = np.linspace(0.1, 1.0, n)
-  result = pruning_methods.prune(_prune_config(), scores=_scores(labels, labels, conf, labels),
-                                 labels=labels, prior_keep=None, target_pruned=round(0.35 * n),
-                                 rng=np.random.default_rng(0))
+  result = methods.prune(_prune_config(), scores=_scores(labels, labels, conf, labels),
+                         labels=labels, prior_keep=None, target_pruned=round(0.35 * n),
+                         rng=np.random.default_rng(0))
   assert (~result.keep).sum() == 4 and result.shortfall == 0
   np.testing.assert_array_equal(np.flatnonzero(~result.keep), [6, 7, 8, 9])
   assert result.cutoff == pytest.approx(conf[6])
@@ -56,9 +56,9 @@ def test_fraction_mode_prunes_exactly_round_f_n_most_confident_first():
 def test_fraction_mode_reports_shortfall_when_too_few_are_eligible():
   labels = np.zeros(6, int)
   early = np.array([0, 0, 1, 1, 1, 1])  # only two examples are eligible
-  result = pruning_methods.prune(_prune_config(), scores=_scores(early, labels, np.ones(6), labels),
-                                 labels=labels, prior_keep=None, target_pruned=3,
-                                 rng=np.random.default_rng(0))
+  result = methods.prune(_prune_config(), scores=_scores(early, labels, np.ones(6), labels),
+                         labels=labels, prior_keep=None, target_pruned=3,
+                         rng=np.random.default_rng(0))
   np.testing.assert_array_equal(result.keep, [False, False, True, True, True, True])
   assert result.shortfall == 1
 
@@ -82,8 +82,8 @@ def test_chosen_exit_is_used():
   labels = np.zeros(4, int)
   pred = np.array([[0, 1, 0], [0, 1, 0], [1, 0, 0], [1, 0, 0]])  # exit 0 right on 0-1, exit 1 on 2-3
   scores = {'label': labels, 'pred': pred, 'conf': np.full((4, 3), 0.99)}
-  keep = pruning_methods.prune(_prune_config(exit=1), scores=scores, labels=labels,
-                               prior_keep=None, target_pruned=2, rng=np.random.default_rng(0)).keep
+  keep = methods.prune(_prune_config(exit=1), scores=scores, labels=labels,
+                       prior_keep=None, target_pruned=2, rng=np.random.default_rng(0)).keep
   np.testing.assert_array_equal(keep, [True, True, False, False])
 
 
@@ -94,7 +94,7 @@ def test_cumulative_targets_reach_round_f_n():
 
 def test_random_methods_are_seeded_and_exact():
   labels = np.repeat(np.arange(4), 25)
-  make = lambda method, seed: pruning_methods.prune(
+  make = lambda method, seed: methods.prune(
       _prune_config(method=method), scores=None, labels=labels, prior_keep=None,
       target_pruned=40, rng=np.random.default_rng(seed)).keep
   np.testing.assert_array_equal(make('random', 1), make('random', 1))
@@ -139,11 +139,11 @@ def test_class_balanced_eeprune_takes_each_class_most_confident_first():
   labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
   conf = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])  # class 0 is all more confident
   cfg = _prune_config(class_balanced=True)
-  keep = pruning_methods.prune(cfg, scores=_scores(labels, labels, conf, labels), labels=labels,
-                               prior_keep=None, target_pruned=4,
-                               rng=np.random.default_rng(0)).keep
+  keep = methods.prune(cfg, scores=_scores(labels, labels, conf, labels), labels=labels,
+                       prior_keep=None, target_pruned=4,
+                       rng=np.random.default_rng(0)).keep
   np.testing.assert_array_equal(np.flatnonzero(~keep), [0, 1, 4, 5])
-  unbalanced = pruning_methods.prune(_prune_config(), scores=_scores(labels, labels, conf, labels),
-                                     labels=labels, prior_keep=None, target_pruned=4,
-                                     rng=np.random.default_rng(0)).keep
+  unbalanced = methods.prune(_prune_config(), scores=_scores(labels, labels, conf, labels),
+                             labels=labels, prior_keep=None, target_pruned=4,
+                             rng=np.random.default_rng(0)).keep
   np.testing.assert_array_equal(np.flatnonzero(~unbalanced), [0, 1, 2, 3])

@@ -9,6 +9,7 @@ import numpy as np
 import optax
 import pytest
 
+from eeprune_jax import config_checks
 from eeprune_jax import models
 from eeprune_jax.config_base import base_config
 
@@ -61,8 +62,9 @@ def test_resnet20_is_the_cifar_resnet():
   variables = abstract_init(model, (32, 32, 3))
   assert models.param_count(variables['params']) == 269_722  # He et al.: 0.27M
   assert models.count_macs(model, (32, 32, 3))[0] / 1e6 == pytest.approx(40.6, rel=0.01)
-  with pytest.raises(ValueError, match='config.model.stem'):
-    models.build_model(model_config('resnet20', stem='imagenet'), 10)
+  with pytest.raises(config_checks.ConfigError, match="config.model.stem='imagenet' is not "
+                     'supported by resnet20'):
+    config_checks.validate_model(model_config('resnet20', stem='imagenet'))
 
 
 @pytest.mark.parametrize('name', models.MODEL_NAMES)
@@ -134,23 +136,25 @@ def test_cifar_strides():
     ('', 'preset'), ('-1', 'preset'), ('1,,2', 'preset')])
 def test_bad_exits(exits, match):
   config = model_config('resnet18', exits=exits)
-  with pytest.raises(ValueError, match='config.model.exits') as e:
-    models.build_model(config, 10)
+  with pytest.raises(config_checks.ConfigError, match='config.model.exits') as e:
+    config_checks.validate_model(config)
   assert match in str(e.value)
   assert '8 blocks' in str(e.value) and '0..7' in str(e.value)
 
 
 def test_bad_names():
-  with pytest.raises(ValueError, match='config.model.name.*resnet18'):
-    models.build_model(model_config('vgg16'), 10)
-  with pytest.raises(ValueError, match='config.model.name'):
+  # config_checks owns the rules; the model code only asserts them.
+  for overrides, message in (({}, 'config.model.name.*resnet18'),
+                             ({'stem': 'tiny'}, 'config.model.stem'),
+                             ({'exit_head': 'mlp'}, 'config.model.exit_head'),
+                             ({'dtype': 'float16'}, 'config.model.dtype')):
+    name = 'vgg16' if not overrides else 'resnet18'
+    with pytest.raises(config_checks.ConfigError, match=message):
+      config_checks.validate_model(model_config(name, **overrides))
+    with pytest.raises(AssertionError):
+      models.build_model(model_config(name, **overrides), 10)
+  with pytest.raises(AssertionError):
     models.num_blocks(model_config('vgg16'))
-  with pytest.raises(ValueError, match='config.model.stem'):
-    models.build_model(model_config('resnet18', stem='tiny'), 10)
-  with pytest.raises(ValueError, match='config.model.exit_head'):
-    models.build_model(model_config('resnet18', exit_head='mlp'), 10)
-  with pytest.raises(ValueError, match='config.model.dtype'):
-    models.build_model(model_config('resnet18', dtype='float16'), 10)
 
 
 def test_bfloat16_params_float32_logits_float32():

@@ -170,6 +170,7 @@ def record(config, workdir):
   return summary
 train.train_and_evaluate = record
 sys.argv = ['main'] + sys.argv[1:]
+main.define_flags()
 app.run(main.main)
 """
 

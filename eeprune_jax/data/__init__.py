@@ -32,6 +32,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from eeprune_jax.data import augment
 from eeprune_jax.data import sources
 from eeprune_jax.data.sources import DatasetInfo, DatasetNotPreparedError, dataset_info
 
@@ -52,13 +53,10 @@ class Pipeline:
     self.mesh = mesh
     self.seed = seed
     self.info = dataset_info(data_config)
-    if data_config.augment not in ('cifar', 'imagenet', 'none'):
-      raise ValueError(f"config.data.augment must be 'cifar', 'imagenet' or 'none', not "
-                       f'{data_config.augment!r}.')
-    for what, bs in (('batch_size', batch_size), ('eval_batch_size', eval_batch_size)):
-      if bs <= 0 or bs % jax.device_count():
-        raise ValueError(f'{what} {bs} must be a positive multiple of the device count '
-                         f'{jax.device_count()}.')
+    # config_checks validates the augmentation and the batch sizes against the devices.
+    assert data_config.augment in augment.KINDS, data_config.augment
+    assert all(bs > 0 and bs % jax.device_count() == 0 for bs in (batch_size, eval_batch_size)
+               ), (batch_size, eval_batch_size, jax.device_count())
 
   def kept_indices(self, keep_mask: np.ndarray | None) -> np.ndarray:
     """Sorted kept indices (int64) after validating the mask; all indices for None."""
@@ -142,10 +140,9 @@ def create_pipeline(data_config: Any, *, batch_size: int, eval_batch_size: int,
   if backend == 'device':
     from eeprune_jax.data import device  # pylint: disable=g-import-not-at-top
     return device.DevicePipeline(data_config, **kwargs)
-  if backend == 'tfdata':
-    from eeprune_jax.data import tfdata  # pylint: disable=g-import-not-at-top
-    return tfdata.TfDataPipeline(data_config, **kwargs)
-  raise ValueError(f"config.data.backend must be 'device' or 'tfdata', not {backend!r}.")
+  assert backend == 'tfdata', backend  # config_checks validates config.data.backend
+  from eeprune_jax.data import tfdata  # pylint: disable=g-import-not-at-top
+  return tfdata.TfDataPipeline(data_config, **kwargs)
 
 
 __all__ = ['DatasetInfo', 'DatasetNotPreparedError', 'PAD_INDEX', 'Pipeline',

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 CIFAR_PAD = 4
+KINDS = ('cifar', 'imagenet', 'none')  # config.data.augment
 
 
 def cifar_augment(image: jax.Array, key: jax.Array) -> jax.Array:

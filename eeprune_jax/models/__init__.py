@@ -1,5 +1,7 @@
 """The model registry: build early-exit networks from `config.model`, count their cost.
 
+`config_checks` validates `config.model` (names, stems, exits); the code here asserts it.
+
 Names: resnet18, resnet50, resnet20, mobilenet_v3_large, mobilenet_v3_small. A model's
 `apply(variables, x, train=...)` returns a tuple of float32 logits [batch, num_classes]:
 one per exit (shallow to deep) and the final classifier last. Exit presets per model are
@@ -32,69 +34,41 @@ STEMS: tuple[str, ...] = ('cifar', 'imagenet')
 EXIT_HEADS: tuple[str, ...] = exits_lib.EXIT_HEADS
 PRESETS: tuple[str, ...] = ('none', 'shallow', 'mid', 'deep')
 _DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+DTYPES: tuple[str, ...] = tuple(_DTYPES)
+_UNCHECKED = 'config.model is invalid: config_checks.validate says why'
 
 
-def _model_class(model_config) -> type[EarlyExitNet]:
-  name = model_config.name
-  if name not in _MODELS:
-    raise ValueError(
-        f'config.model.name={name!r} is not a known model; valid: {", ".join(MODEL_NAMES)}.')
+def model_class(name: str) -> type[EarlyExitNet]:
+  """The network class registered as `name` (NUM_BLOCKS, PRESETS, STEMS)."""
+  assert name in _MODELS, (_UNCHECKED, name)
   return _MODELS[name]
 
 
 def num_blocks(model_config) -> int:
   """Number of backbone blocks (exit positions) of the configured network."""
-  return _model_class(model_config).NUM_BLOCKS
+  return model_class(model_config.name).NUM_BLOCKS
 
 
 def exit_blocks(model_config) -> tuple[int, ...]:
   """The block indices of the configured exits, shallow to deep."""
-  cls = _model_class(model_config)
-  n = cls.NUM_BLOCKS
+  cls = model_class(model_config.name)
   spec = str(model_config.exits).strip()
   if spec == 'none':
     return ()
   if spec in cls.PRESETS:
     return cls.PRESETS[spec]
-  where = (f'{model_config.name} has {n} blocks, valid indices 0..{n - 1}; presets: '
-           f'{", ".join(PRESETS)}')
-  if not re.fullmatch(r'\s*\d+\s*(,\s*\d+\s*)*', spec):
-    raise ValueError(
-        f'config.model.exits={spec!r} is neither a preset nor comma-separated block '
-        f'indices ({where}).')
-  blocks = [int(b) for b in spec.split(',')]
-  if len(set(blocks)) != len(blocks):
-    raise ValueError(f'config.model.exits={spec!r} repeats a block ({where}).')
-  if blocks != sorted(blocks):
-    raise ValueError(
-        f'config.model.exits={spec!r} must be sorted shallow to deep ({where}).')
-  bad = [b for b in blocks if b >= n]
-  if bad:
-    raise ValueError(f'config.model.exits={spec!r}: blocks {bad} out of range ({where}).')
-  return tuple(blocks)
+  blocks = tuple(int(b) for b in spec.split(','))
+  assert list(blocks) == sorted(set(blocks)) and blocks[-1] < cls.NUM_BLOCKS, (
+      _UNCHECKED, spec)
+  return blocks
 
 
 def build_model(model_config, num_classes: int, axis_name: str | None = None) -> nn.Module:
-  """The early-exit network described by `config.model`."""
-  cls = _model_class(model_config)
-  if model_config.stem not in STEMS:
-    raise ValueError(
-        f'config.model.stem={model_config.stem!r} is not one of {", ".join(STEMS)}.')
-  if model_config.stem not in cls.STEMS:
-    raise ValueError(
-        f'config.model.stem={model_config.stem!r} is not supported by '
-        f'{model_config.name}; valid: {", ".join(cls.STEMS)}.')
-  if not float(model_config.width) > 0:
-    raise ValueError(f'config.model.width={model_config.width!r} must be > 0.')
-  if model_config.exit_head not in EXIT_HEADS:
-    raise ValueError(
-        f'config.model.exit_head={model_config.exit_head!r} is not one of '
-        f'{", ".join(EXIT_HEADS)}.')
-  if model_config.dtype not in _DTYPES:
-    raise ValueError(
-        f'config.model.dtype={model_config.dtype!r} is not one of {", ".join(_DTYPES)}.')
-  if num_classes < 1:
-    raise ValueError(f'num_classes={num_classes} must be >= 1.')
+  """The early-exit network described by `config.model` (validated by `config_checks`)."""
+  cls = model_class(model_config.name)
+  assert (model_config.stem in cls.STEMS and float(model_config.width) > 0
+          and model_config.exit_head in EXIT_HEADS and model_config.dtype in _DTYPES
+          and num_classes >= 1), (_UNCHECKED, model_config, num_classes)
   return cls(
       num_classes=num_classes, stem_type=model_config.stem, width=float(model_config.width),
       exits=exit_blocks(model_config), exit_head=model_config.exit_head,
@@ -129,5 +103,5 @@ def exit_head_param_counts(params: Mapping[str, Any]) -> list[int]:
   return [param_count(params[k]) for k in keys]
 
 
-__all__ = ['MODEL_NAMES', 'build_model', 'num_blocks', 'exit_blocks', 'count_macs', 'forward_macs',
-           'exit_head_param_counts', 'param_count']
+__all__ = ['DTYPES', 'MODEL_NAMES', 'model_class', 'build_model', 'num_blocks', 'exit_blocks',
+           'count_macs', 'forward_macs', 'exit_head_param_counts', 'param_count']

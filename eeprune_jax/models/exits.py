@@ -51,12 +51,9 @@ class SDNExit(nn.Module):
 
 def make_exit_head(kind: str, num_classes: int, dtype: Any, name: str) -> nn.Module:
   """The exit head named by `config.model.exit_head`."""
-  if kind == 'linear':
-    return LinearExit(num_classes, dtype=dtype, name=name)
-  if kind == 'sdn':
-    return SDNExit(num_classes, dtype=dtype, name=name)
-  raise ValueError(
-      f'config.model.exit_head={kind!r} is not one of {", ".join(EXIT_HEADS)}.')
+  assert kind in EXIT_HEADS, kind  # config_checks validates config.model.exit_head
+  head = LinearExit if kind == 'linear' else SDNExit
+  return head(num_classes, dtype=dtype, name=name)
 
 
 class EarlyExitNet(nn.Module):
@@ -91,15 +88,10 @@ class EarlyExitNet(nn.Module):
     raise NotImplementedError
 
   def setup(self):
-    if self.stem_type not in self.STEMS:
-      raise ValueError(
-          f'config.model.stem={self.stem_type!r} is not supported by '
-          f'{type(self).__name__}; valid: {", ".join(self.STEMS)}.')
-    if list(self.exits) != sorted(set(self.exits)) or any(
-        not 0 <= b < self.NUM_BLOCKS for b in self.exits):
-      raise ValueError(
-          f'exit blocks {self.exits} must be distinct, ascending and in '
-          f'[0, {self.NUM_BLOCKS - 1}].')
+    # config_checks validates config.model.stem and config.model.exits.
+    assert self.stem_type in self.STEMS, (type(self).__name__, self.stem_type)
+    assert list(self.exits) == sorted(set(self.exits)) and all(
+        0 <= b < self.NUM_BLOCKS for b in self.exits), (self.exits, self.NUM_BLOCKS)
     self.stem = self.make_stem()
     blocks = list(self.make_blocks())
     assert len(blocks) == self.NUM_BLOCKS, (len(blocks), self.NUM_BLOCKS)

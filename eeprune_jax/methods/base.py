@@ -1,0 +1,146 @@
+"""The pruning-method protocol and its registry.
+
+A method says what it needs from the training loop (`Needs`), computes per-example scores
+at a pruning round (`scores`), and turns them into a priority (`priority`). THE
+DIRECTION: `masks.prune_top` prunes the HIGHEST priority first, so a method returns a
+priority that is high at the end it prunes (for every built-in method, the easy end) and
+an `eligible` mask of the examples it may prune at all. A method that prunes afresh every
+epoch instead of in rounds (InfoBatch) implements `epoch_mask`.
+
+The registry maps `config.prune.method` to a method; the loop, `config_checks` and
+`compare` ask it and never switch on a name.
+"""
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+import ml_collections
+import numpy as np
+
+from eeprune_jax import masks
+
+Scores = Mapping[str, np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class Needs:
+  """What a method needs from the training loop."""
+  # A pass over the training set at a pruning round (forward or per-example gradients):
+  # its time is charged to the ledger's 'score' phase.
+  scoring_pass: bool = False
+  # Every train step's per-example rows (index, final-exit correctness and loss), summed
+  # up in `RoundContext.stats` (forgetting events, latest loss).
+  training_rows: bool = False
+  # A fresh keep mask and per-example loss weights every epoch (`Method.epoch_mask`)
+  # instead of pruning rounds.
+  epoch_mask: bool = False
+
+
+@dataclasses.dataclass
+class RoundContext:
+  """What a pruning round offers `Method.scores`; passes it runs are charged to `ledger`."""
+  config: ml_collections.ConfigDict  # the run's config
+  state: Any  # the run's TrainState at the round
+  epoch: int  # the round runs at the start of this epoch
+  labels: np.ndarray  # int [N], canonical index order
+  mesh: Any  # the data-parallel jax.sharding.Mesh
+  pipeline: Any  # the run's data.Pipeline
+  ledger: Any  # the run's ledger.Ledger
+  stats: Any  # tracking.ExampleStats, flushed (methods with `needs.training_rows`)
+  # The scoring pass of a train state: per-example exit statistics in index order.
+  score: Callable[[Any], dict[str, np.ndarray]]
+  # The run's state plus `prune.score_seeds - 1` networks trained from other seeds to
+  # `epoch` (EL2N and GraNd average over them).
+  seed_states: Callable[[], list[Any]]
+
+  @property
+  def num_examples(self) -> int:
+    """Training examples N."""
+    return len(self.labels)
+
+
+class Method:
+  """A pruning method. Subclass it, set `name` and `needs`, implement what you need."""
+  name: str = ''
+  needs: Needs = Needs()
+  prunes: bool = True  # False: a full-data baseline ('none'), no rounds, no mask.
+  # It prunes by the confidence of the early exit `prune.exit`: the config needs an early
+  # exit, and the comparison report plots that confidence from its scores.npz.
+  early_exit: bool = False
+  # `prune.mode='threshold'` applies: the priority is a confidence in [0, 1] and every
+  # eligible example above `prune.threshold` is pruned. Otherwise the mode is ignored.
+  threshold_mode: bool = False
+  # Named variants `compare` runs beside the method: name -> config overrides
+  # ('section.field' -> value), e.g. the method with its exit moved.
+  variants: Mapping[str, Mapping[str, Any]] = {}
+
+  def scores(self, ctx: RoundContext) -> dict[str, np.ndarray]:
+    """Per-example arrays [N] (or [runs, N]) at a pruning round; saved in scores.npz."""
+    del ctx
+    return {}
+
+  def priority(self, scores: Scores, *, labels: np.ndarray, rng: np.random.Generator,
+               config: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray]:
+    """(priority float [N], eligible bool [N]): the highest eligible priority goes first."""
+    raise NotImplementedError(f'prune.method={self.name!r} has no priority.')
+
+  def epoch_mask(self, config: ml_collections.ConfigDict, epoch: int,
+                 stats: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(keep bool [N], loss weight float32 [N]) of `epoch`, for `needs.epoch_mask` methods."""
+    raise NotImplementedError(f'prune.method={self.name!r} has no per-epoch mask.')
+
+
+_REGISTRY: dict[str, Method] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+  """Class decorator: registers an instance of `cls` under `cls.name`."""
+  if not cls.name:
+    raise ValueError(f'{cls.__name__} has no `name`.')
+  known = _REGISTRY.get(cls.name)
+  if known is not None and type(known).__qualname__ != cls.__qualname__:
+    raise ValueError(f'prune.method {cls.name!r} is already registered by '
+                     f'{type(known).__module__}.{type(known).__qualname__}.')
+  _REGISTRY[cls.name] = cls()
+  return cls
+
+
+def unregister(name: str) -> None:
+  """Removes a registered method (tests that register a toy one)."""
+  _REGISTRY.pop(name, None)
+
+
+def names() -> tuple[str, ...]:
+  """Every registered method name, in registration order."""
+  return tuple(_REGISTRY)
+
+
+def get(name: str) -> Method:
+  """The method registered as `name`; ValueError listing the known names otherwise."""
+  if name not in _REGISTRY:
+    raise ValueError(f'unknown prune.method={name!r}; registered methods: '
+                     f'{", ".join(_REGISTRY)}.')
+  return _REGISTRY[name]
+
+
+def prune(prune_config: ml_collections.ConfigDict, *, scores: Scores | None,
+          labels: np.ndarray, prior_keep: np.ndarray | None, target_pruned: int,
+          rng: np.random.Generator) -> masks.PruneResult:
+  """Applies `prune_config.method` and returns the new (only shrinking) keep mask."""
+  method = get(prune_config.method)
+  if not method.prunes:
+    return masks.PruneResult(keep=masks.as_keep(prior_keep, len(labels)),
+                             target_pruned=0, shortfall=0, cutoff=float('nan'))
+  if method.needs.epoch_mask:
+    raise ValueError(f'prune.method={method.name!r} prunes per epoch in the train loop, '
+                     'not in rounds.')
+  if scores is None and (method.needs.scoring_pass or method.needs.training_rows):
+    raise ValueError(f'prune.method={method.name!r} needs per-example scores.')
+  priority, eligible = method.priority(scores or {}, labels=labels, rng=rng,
+                                       config=prune_config)
+  if method.threshold_mode and prune_config.mode == 'threshold':
+    return masks.prune_above_threshold(eligible, priority, prune_config.threshold, prior_keep)
+  if prune_config.class_balanced:
+    return masks.prune_top_per_class(priority, eligible, target_pruned, labels, prior_keep)
+  return masks.prune_top(priority, eligible, target_pruned, prior_keep)
+

@@ -1,0 +1,213 @@
+"""report.md: the budget, the results table, failed and pending runs, plots, every run."""
+
+from typing import Sequence
+
+from etils import epath
+import matplotlib.pyplot as plt
+import ml_collections
+import numpy as np
+
+from eeprune_jax import workdir as workdir_lib
+from eeprune_jax.report import plots as plots_lib
+from eeprune_jax.report.aggregation import Row, RunResult, aggregate
+
+
+def _pm(mean_std: tuple[float, float], fmt: str, scale: float = 1.0) -> str:
+  """`mean ± std` (std only when it exists)."""
+  mean, std = mean_std
+  text = format(mean * scale, fmt)
+  return text if np.isnan(std) else f'{text} ± {format(std * scale, fmt)}'
+
+
+def _macs(n: float) -> str:
+  """MACs with an SI prefix."""
+  for unit, size in (('T', 1e12), ('G', 1e9), ('M', 1e6), ('k', 1e3)):
+    if abs(n) >= size:
+      return f'{n / size:.3g} {unit}MAC'
+  return f'{n:.3g} MAC'
+
+
+def results_table(rows: Sequence[Row]) -> str:
+  """The Markdown results table."""
+  lines = ['| method | fraction | test accuracy (%) | pruned fraction | examples trained on | '
+           'scoring MACs | scoring / full-data training | total cost vs full data | seeds |',
+           '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
+  for row in rows:
+    s = row.stats
+    lines.append(
+        f'| {row.method} | {row.fraction:g} | {_pm(s["accuracy"], ".2f", 100)} | '
+        f'{_pm(s["pruned_fraction"], ".3f")} | {_pm(s["examples_trained"], ",.0f")} | '
+        f'{_macs(s["score_macs"][0])} | {_pm(s["score_vs_full"], ".2%")} | '
+        f'{_pm(s["cost_vs_full_data"], ".3f")} | {row.seeds}/{row.planned} |')
+  return '\n'.join(lines)
+
+
+def _budget(config: ml_collections.ConfigDict, results: Sequence[RunResult]) -> list[str]:
+  """The shared budget of every run, from the base config."""
+  d, m, t, p = config.data, config.model, config.train, config.prune
+  data = d.name if d.source == 'tfds' else (d.name or d.npz_path or d.source)
+  exits = {}
+  for r in results:
+    if r.finished:
+      exits.setdefault(r.method if plots_lib.prunes_by_early_exit(r) else 'others',
+                       r.summary.get('exit_blocks'))
+  lines = [
+      f'- data: {data} ({d.source}), {d.image_size}x{d.image_size}, augment `{d.augment}`',
+      f'- model: {m.name} ({m.stem} stem), width {m.width:g}, exits `{m.exits}` '
+      f'({m.exit_head} head), {m.dtype}',
+      f'- training: {t.num_epochs} epochs, batch {t.batch_size}, {t.optimizer} lr '
+      f'{t.learning_rate:g}, weight decay {t.weight_decay:g}, warm-up {t.warmup_epochs:g} '
+      'epoch(s), cosine schedule',
+      f'- pruning: after epoch {p.epoch} (mode `{p.mode}`'
+      + (f', every {p.every} epochs' if p.every else '') + ')',
+  ]
+  if exits:
+    lines.append('- exit blocks: ' + ', '.join(f'{k} {v}' for k, v in sorted(exits.items())))
+  return lines
+
+
+def _relative(path: str, root: epath.Path) -> str:
+  """`path` relative to `root` where it lies below it."""
+  try:
+    return str(epath.Path(path).relative_to(root))
+  except ValueError:
+    return str(path)
+
+
+def write_report(compare_dir: epath.PathLike, run_summaries: Sequence[RunResult], *,
+                 base_config: ml_collections.ConfigDict, command: str = '',
+                 methods: Sequence[str] | None = None,
+                 plot_fraction: float | None = None) -> str:
+  """Writes `compare_dir/report.md` and the PNG plots; returns the report's path.
+
+  Args:
+    compare_dir: the comparison's directory.
+    run_summaries: every planned run: finished ones carry a summary, failed ones an
+      error, pending ones neither.
+    base_config: the run config every method starts from (the budget).
+    command: the command line of the comparison.
+    methods: the order of methods in the plots (default: the order of the runs).
+    plot_fraction: the fraction of the per-class and image plots (default: the largest
+      fraction with a finished run).
+  """
+  results = list(run_summaries)
+  methods = list(dict.fromkeys(methods or [r.method for r in results]))
+  finished = [r for r in results if r.finished]
+  failed = [r for r in results if r.error is not None]
+  pending = [r for r in results if r.summary is None and r.error is None]
+  rows = aggregate(results)
+  pruned_fractions = sorted({r.fraction for r in finished if r.has_keep_mask})
+  # Finished at a pruning fraction, but without a permanent mask (InfoBatch).
+  per_epoch = sorted({r.method for r in finished if r.fraction > 0 and not r.has_keep_mask})
+  fraction = plot_fraction
+  if fraction is None or fraction not in pruned_fractions:
+    fraction = pruned_fractions[-1] if pruned_fractions else None
+
+  out = ['# Pruning method comparison', '']
+  out += [f'{len(finished)} of {len(results)} runs finished'
+          + (f', {len(failed)} failed' if failed else '')
+          + (f', {len(pending)} not run yet' if pending else '') + '.', '']
+  if command:
+    out += ['Command:', '', '```bash', command, '```', '']
+  out += ['## Budget (shared by every run)', ''] + _budget(base_config, results) + ['']
+  out += ['Every method trains the same model on the same schedule and data order; only '
+          '`eeprune_*` move the early exit (the exit that scores). `fraction` is the share of '
+          'the training set pruned (for InfoBatch, its per-epoch prune ratio).', '']
+
+  out += ['## Results', '']
+  if rows:
+    out += [results_table(rows), '',
+            'Test accuracy is the final exit\'s, after the last epoch. Numbers are mean ± '
+            'sample std over the finished seeds (no std for one seed). Examples trained on '
+            'counts every epoch; scoring MACs are the forward passes that score the training '
+            'set; total cost = (training + scoring MACs) / the MACs of full-data training on '
+            'the same schedule.'
+            + (f' {", ".join(per_epoch)} drop(s) examples afresh every epoch and keep(s) no '
+               'permanent mask, so the pruned fraction is 0; the saving shows in examples '
+               'trained on.' if per_epoch else ''), '']
+  else:
+    out += ['No run has finished yet.', '']
+  if failed:
+    out += ['### Failed runs', '']
+    for r in failed:
+      out += [f'- `{r.name}` ({r.run_dir}):', '', '  ```', *[
+          '  ' + line for line in r.error.strip().splitlines()], '  ```', '']
+  if pending:
+    out += ['### Not run yet', '', ', '.join(f'`{r.name}`' for r in pending), '']
+
+  out += ['## Plots', '']
+  paths = workdir_lib.CompareDir(compare_dir)
+
+  def plot(title: str, filename: str, make, skip_reason: str | None) -> None:
+    nonlocal out
+    out.append(f'### {title}')
+    out.append('')
+    target = paths.plot(filename)
+    if skip_reason is None:
+      try:
+        caption = make(target)
+        out.extend([f'![{title}]({filename})', ''])
+        if caption:
+          out.extend([caption, ''])
+        return
+      except Exception as e:  # pylint: disable=broad-except
+        plt.close('all')
+        skip_reason = f'the plot failed: {type(e).__name__}: {e}'
+    if target.exists():
+      target.unlink()  # a stale plot of earlier runs would mislead
+    out.extend([f'Skipped: {skip_reason}.', ''])
+
+  plot('Test accuracy against examples trained on', plots_lib.ACCURACY_PLOT,
+       lambda p: plots_lib.plot_accuracy_vs_examples(p, rows, methods),
+       None if rows else 'no finished run')
+
+  class_runs = [r for r in finished if r.has_keep_mask and r.fraction == fraction]
+  plot('Pruned share per class', plots_lib.CLASS_PLOT,
+       lambda p: plots_lib.plot_pruned_share_per_class(
+           p, results, fraction, methods, plots_lib.run_class_names(class_runs[0].summary)),
+       None if class_runs else 'no finished run that prunes')
+
+  chosen = plots_lib.confidence_run(results, fraction, base_config.model.exits)
+  skip = None if chosen else 'no finished run that prunes by an early exit with scores.npz'
+  scores_of = lambda r: workdir_lib.read_npz(workdir_lib.RunDir(r.run_dir).scores)
+
+  def hist(p: epath.Path) -> str:
+    scores = scores_of(chosen)
+    exit_index = int(chosen.summary['config']['prune'].get('exit', 0))
+    rounds = chosen.summary['pruning'].get('rounds') or [{}]
+    cutoff = rounds[0].get('cutoff')
+    plots_lib.plot_exit_confidence(p, scores, exit_index, cutoff,
+                         f'{chosen.name}: early-exit confidence at the pruning epoch')
+    return (f'From `{chosen.name}` (exit {exit_index}, blocks '
+            f'{chosen.summary.get("exit_blocks")}); the line is the effective confidence '
+            'threshold of the first pruning round' + (' (none recorded)' if cutoff is None
+                                                         else f' ({cutoff:.5g})') + '. '
+            'Pruned examples are also correct at both exits; kept ones above the line are '
+            'not.')
+
+  plot('Early-exit confidence, pruned vs kept', plots_lib.HIST_PLOT, hist, skip)
+
+  def grid(p: epath.Path) -> str:
+    scores = scores_of(chosen)
+    images = plots_lib.train_images(plots_lib.data_config(chosen.summary))
+    names = plots_lib.run_class_names(chosen.summary)
+    plots_lib.plot_pruned_kept_grid(
+        p, images, scores, names, f'{chosen.name}: pruned (red) and kept (blue) training images')
+    shown = min(len(np.unique(scores['label'])), plots_lib.MAX_GRID_CLASSES)
+    return (f'From `{chosen.name}`: a random sample of {plots_lib.GRID_IMAGES} pruned and '
+            f'{plots_lib.GRID_IMAGES} kept training images for {shown} class(es); the counts '
+            'are the class\'s pruned and kept examples.')
+
+  plot('Pruned and kept training images', plots_lib.GRID_PLOT, grid, skip)
+
+  out += ['## Runs', '', '| run | status | test accuracy per exit | directory |',
+          '| --- | --- | --- | --- |']
+  for r in results:
+    status = 'finished' if r.finished else 'failed' if r.error is not None else 'not run yet'
+    accs = ('/'.join(f'{a:.4f}' for a in r.summary['test_accuracy'])
+            if r.finished and r.summary.get('test_accuracy') else '')
+    out.append(f'| {r.name} | {status} | {accs} | `{_relative(r.run_dir, paths.root)}` |')
+  out.append('')
+  # Atomic: a reader sees the old report or the new one.
+  workdir_lib.write_bytes(paths.report, '\n'.join(out).encode())
+  return str(paths.report)

@@ -64,6 +64,11 @@ def base_config() -> ml_collections.ConfigDict:
   # checked between dispatches. 0 = auto: log_every_steps on GPU/TPU, 1 on CPU (where
   # XLA runs a step inside a loop several times slower; docs/benchmarks.md).
   train.steps_per_dispatch = 0
+  # Keep what each example's latest training pass saw (every exit's confidence and
+  # correctness, its loss) in a table on device, at no extra forward pass, and write it
+  # after every epoch to last_pass/epoch{e}.npz (float16/bool/int16: about 10 bytes per
+  # example and exit). Turn off for very large data sets.
+  train.last_pass_scores = True
   train.checkpoint_every_epochs = 1
   train.keep_checkpoints = 2
   train.progress_bar = True

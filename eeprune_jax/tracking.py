@@ -21,6 +21,9 @@ class ExampleStats:
     self.enabled = enabled
     self.forgetting = forgetting_lib.ForgettingTracker(num_examples)
     self.last_loss = np.full(num_examples, np.nan, np.float32)
+    # Every exit's view of each example's latest training pass (`loop.new_last_pass`),
+    # copied to the host after every epoch when the run keeps it; None otherwise.
+    self.last_pass: dict[str, np.ndarray] | None = None
     self._pending: list[Any] = []
 
   def add(self, rows: dict[str, Any]) -> None:

@@ -68,7 +68,8 @@ class _Run:
     self.forward_macs = models.forward_macs(self.model, self.info.image_shape)
     self.programs = loop.Programs(
         self.pipeline, self.mesh, config.train, track=self.method.needs.training_rows,
-        weighted=self.method.needs.epoch_mask)
+        weighted=self.method.needs.epoch_mask,
+        last_pass=config.train.last_pass_scores or self.method.needs.last_pass)
     self.writer = None
     if self.is_writer:
       import tensorboardX  # pylint: disable=g-import-not-at-top
@@ -118,15 +119,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   stats = tracking.ExampleStats(n, enabled=run.programs.track)
   rs = run_state_lib.RunState.new(config.seed)
 
+  last_pass = run.programs.new_last_pass(n, run.num_exits + 1)
+
   def example_arrays() -> dict[str, np.ndarray]:
     return {'keep': keep, 'epoch_keep': epoch_keep, 'epoch_weight': epoch_weight,
-            **stats.to_arrays()}
+            **stats.to_arrays(),
+            **{f'last_pass_{k}': v for k, v in jax.device_get(last_pass).items()}}
 
   if run.manager.latest_step() is not None:
     logging.info('Resuming from %s, step %d.', workdir, run.manager.latest_step())
     state, arrays, rs = checkpointing.restore(run.manager, state, example_arrays())
     keep, epoch_keep, epoch_weight = arrays['keep'], arrays['epoch_keep'], arrays['epoch_weight']
     stats.load_arrays(arrays)
+    if last_pass:
+      last_pass = parallel.replicate(run.mesh, {k: arrays[f'last_pass_{k}'] for k in last_pass})
+      stats.last_pass = jax.device_get(last_pass)
   ledger = rs.ledger
   rounds_at = rounds_lib.prune_epochs(config)
   targets = masks.cumulative_targets(n, config.prune.fraction, max(len(rounds_at), 1))
@@ -185,8 +192,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           state, epoch=epoch, keep=train_keep, first_step=skip, num_outputs=run.num_exits + 1,
           exit_weights=steps_lib.exit_loss_weights(config.train, run.num_exits, epoch),
           example_weight=weight_table, on_dispatch=on_dispatch, on_log=on_log,
-          on_rows=stats.add, should_stop=lambda: preemption.should_stop(global_step))
-      state = outcome.state
+          on_rows=stats.add, should_stop=lambda: preemption.should_stop(global_step),
+          last_pass=last_pass)
+      state, last_pass = outcome.state, outcome.last_pass
       train_seconds = time.time() - start
       ledger.add_time('train', train_seconds)
       if outcome.preempted:
@@ -200,6 +208,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 'kept': int(train_keep.sum()), 'train_seconds': train_seconds,
                 **steps_lib.summarise(outcome.sums, 'train_'), **run.evaluate(state, rs)}
       record['eval_seconds'] = time.time() - start
+      if last_pass:
+        stats.last_pass = jax.device_get(last_pass)
+        if config.train.last_pass_scores and run.is_writer:
+          _write_last_pass(run.paths.last_pass(epoch + 1), stats.last_pass)
       rs.history.append(record)
       run.log_scalars(global_step, record)
       logging.info('epoch %d: %s', epoch + 1, record)
@@ -225,6 +237,15 @@ def _epoch_line(record: dict[str, Any], num_train: int) -> str:
   return (f"epoch {record['epoch']:>3}  step {record['step']:>7}  "
           f"train acc {fmt(record['train_accuracy'])}  test acc {fmt(record['eval_accuracy'])}"
           f"{kept}")
+
+
+def _write_last_pass(path: Any, table: dict[str, np.ndarray]) -> None:
+  """One epoch's last-pass table in compact dtypes, `index` in canonical order."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  workdir_lib.write_npz(path, index=np.arange(len(table['epoch']), dtype=np.int32),
+                        conf=table['conf'].astype(np.float16), correct=table['correct'],
+                        loss=table['loss'].astype(np.float16),
+                        epoch=table['epoch'].astype(np.int16))
 
 
 def _check_finite(host_sums: dict[str, Any], manager: Any) -> None:

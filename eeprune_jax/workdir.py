@@ -41,6 +41,10 @@ class RunDir:
     """Round `round_index`'s per-example scores and keep mask (.npz)."""
     return self.root / f'scores_round{round_index}.npz'
 
+  def last_pass(self, epoch: int) -> epath.Path:
+    """Every example's latest training pass as of the end of epoch `epoch` (1-based)."""
+    return self.root / 'last_pass' / f'epoch{epoch:04d}.npz'
+
 
 class CompareDir:
   """The paths of a comparison's directory."""

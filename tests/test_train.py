@@ -85,6 +85,26 @@ def test_preempted_run_resumes_to_the_same_result(full_run, tmp_path, monkeypatc
   a = checkpointing.restore_untyped(full_dir)['state']['params']
   b = checkpointing.restore_untyped(tmp_path)['state']['params']
   jax.tree.map(np.testing.assert_array_equal, a, b)
+  # The last-pass table survives the preemption too (it is in the checkpoint).
+  last = f"last_pass/epoch{len(full_summary['history']):04d}.npz"
+  for k, v in np.load(full_dir / last).items():
+    np.testing.assert_array_equal(np.load(tmp_path / last)[k], v)
+
+
+def test_last_pass_files_hold_each_examples_latest_training_pass(full_run):
+  workdir, summary = full_run
+  keep = np.load(workdir / 'keep_mask.npy')
+  prune_epoch = summary['pruning']['rounds'][0]['epoch']
+  for e in range(1, len(summary['history']) + 1):
+    table = np.load(workdir / f'last_pass/epoch{e:04d}.npz')
+    assert table['conf'].dtype == np.float16 and table['conf'].shape == (len(keep), 2)
+    np.testing.assert_array_equal(table['index'], np.arange(len(keep)))
+    seen_now = table['epoch'] == e - 1
+    # Every epoch trains on steps x batch of the kept examples, each once.
+    assert seen_now.sum() == summary['history'][e - 1]['steps'] * 64
+    if e > prune_epoch:  # pruned examples were last trained on before the round
+      assert np.all(table['epoch'][~keep] < prune_epoch)
+    assert np.all((table['conf'][seen_now] > 0) & (table['conf'][seen_now] <= 1))
 
 
 def test_inspect_reads_the_checkpoint(full_run):

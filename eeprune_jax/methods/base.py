@@ -34,6 +34,9 @@ class Needs:
   # A fresh keep mask and per-example loss weights every epoch (`Method.epoch_mask`)
   # instead of pruning rounds.
   epoch_mask: bool = False
+  # Every example's latest training pass (`loop.Programs.new_last_pass`: conf, correct,
+  # loss [N, E+1], epoch [N]), on the host as `stats.last_pass` before each epoch.
+  last_pass: bool = False
 
 
 @dataclasses.dataclass

@@ -32,5 +32,8 @@ def get_config() -> ml_collections.ConfigDict:
                      'eeprune_shallow,eeprune_mid,eeprune_deep,infobatch')
   compare.fractions = '0.5'  # comma-separated prune.fraction values; `none` runs at 0.
   compare.seeds = '0'  # comma-separated config.seed values.
+  # cost_matched (full data, fewer epochs) matches the measured cost of this method's runs;
+  # '' = the first method listed that prunes in rounds.
+  compare.cost_reference = ''
   compare.plot_fraction = -1.0  # fraction of the per-class and image plots; < 0: the largest.
   return config

@@ -33,5 +33,8 @@ def get_config() -> ml_collections.ConfigDict:
   compare.methods = 'none,random,final_confidence,eeprune_mid'
   compare.fractions = '0.3'
   compare.seeds = '0,1'
+  # cost_matched (full data, fewer epochs) matches the measured cost of this method's runs;
+  # '' = the first method listed that prunes in rounds.
+  compare.cost_reference = ''
   compare.plot_fraction = -1.0  # < 0: the largest fraction with a finished run.
   return config

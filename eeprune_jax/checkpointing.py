@@ -5,6 +5,7 @@ the keep mask and the statistics some methods track), `progress` (a `run_state.R
 as JSON: epoch, step in epoch, pruning rounds, ledger, history, rng state).
 """
 
+import os
 from typing import Any
 
 from etils import epath
@@ -18,8 +19,9 @@ ITEMS = ('state', 'examples', 'progress')
 
 
 def checkpoint_dir(workdir: epath.PathLike) -> epath.Path:
-  """Where a workdir keeps its Orbax checkpoints."""
-  return workdir_lib.RunDir(workdir).checkpoints
+  """Where a workdir keeps its Orbax checkpoints (absolute: Orbax refuses relative paths)."""
+  path = workdir_lib.RunDir(workdir).checkpoints
+  return path if '://' in str(path) else epath.Path(os.path.abspath(path))
 
 
 def make_manager(workdir: epath.PathLike, max_to_keep: int = 2,

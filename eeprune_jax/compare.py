@@ -110,16 +110,50 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def plan_runs(compare_config: ml_collections.ConfigDict) -> list[RunSpec]:
-  """Every run of the comparison, method-major; one that never prunes once per seed at 0."""
+  """Every run of the comparison, method-major; one that never prunes once per seed at 0.
+
+  Cost-matched baselines run once per fraction and seed, after every other run, since
+  their length is the measured cost of the run they are matched with.
+  """
   names = parse_methods(compare_config.methods)
   fractions = parse_fractions(compare_config.fractions)
   seeds = parse_seeds(compare_config.seeds)
   known, runs = entries(), []
+  names.sort(key=lambda name: methods.get(known[name].method).matches_cost)  # stable
   for name in names:
-    prunes = methods.get(known[name].method).prunes
-    for fraction in (fractions if prunes else [0.0]):
+    method = methods.get(known[name].method)
+    for fraction in (fractions if method.prunes or method.matches_cost else [0.0]):
       runs.extend(RunSpec(name, fraction, seed) for seed in seeds)
   return runs
+
+
+def cost_reference(compare_config: ml_collections.ConfigDict) -> str:
+  """The method whose runs the cost-matched baseline matches: `compare.cost_reference`,
+  or the first method of `compare.methods` that prunes in rounds."""
+  named = str(compare_config.get('cost_reference', '') or '')
+  known = entries()
+  if named:
+    if named not in parse_methods(compare_config.methods):
+      raise ValueError(f'config.compare.cost_reference={named!r} is not one of '
+                       f'config.compare.methods={compare_config.methods!r}.')
+    return named
+  for name in parse_methods(compare_config.methods):
+    method = methods.get(known[name].method)
+    if method.prunes and not method.needs.epoch_mask:
+      return name
+  raise ValueError('config.compare.methods has a cost-matched baseline but no method that '
+                   'prunes in rounds to match; add one (e.g. eeprune_mid) or set '
+                   'config.compare.cost_reference.')
+
+
+def matched_cost(paths: workdir_lib.CompareDir, reference: str, spec: RunSpec) -> float:
+  """The measured cost (training plus scoring, vs full data) of the reference run."""
+  ref = RunSpec(reference, spec.fraction, spec.seed)
+  path = paths.run(ref.name).summary
+  if not path.exists():
+    raise ValueError(f'{spec.name} matches the cost of {ref.name}, which has not finished '
+                     f'({path} is missing).')
+  return float(workdir_lib.read_json(path)['ledger']['cost_vs_full_data'])
 
 
 def base_run_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -130,13 +164,17 @@ def base_run_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
   return base
 
 
-def run_config(config: ml_collections.ConfigDict, spec: RunSpec) -> ml_collections.ConfigDict:
-  """The run config of one (method, fraction, seed): the base config with those set."""
+def run_config(config: ml_collections.ConfigDict, spec: RunSpec,
+               cost_fraction: float | None = None) -> ml_collections.ConfigDict:
+  """The run config of one (method, fraction, seed): the base config with those set
+  (and, for a cost-matched baseline, the cost it matches)."""
   rc = base_run_config(config)
   entry = entries()[spec.method]
   rc.seed = spec.seed
   rc.prune.fraction = float(spec.fraction)
   fields = {'prune.method': entry.method, 'prune.class_balanced': False, **entry.overrides}
+  if cost_fraction is not None:
+    fields['prune.cost_fraction'] = float(cost_fraction)
   for field, value in fields.items():
     section, name = field.split('.')
     rc[section][name] = value
@@ -176,6 +214,8 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str, *, command: 
     raise ValueError('the config has no `compare` section: use configs/compare_*.py, or add '
                      'config.compare.methods/fractions/seeds.')
   specs = plan_runs(config.compare)
+  matching = any(methods.get(entries()[s.method].method).matches_cost for s in specs)
+  reference = cost_reference(config.compare) if matching else ''
   train_fn = train_fn or train.train_and_evaluate
   plot_fraction = float(config.compare.get('plot_fraction', -1.0))
   plot_fraction = plot_fraction if plot_fraction >= 0 else None
@@ -189,6 +229,11 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str, *, command: 
         'runs': [s.name for s in specs]})
 
   results: dict[str, report.RunResult] = {}
+
+  def spec_config(spec: RunSpec) -> ml_collections.ConfigDict:
+    if methods.get(entries()[spec.method].method).matches_cost:
+      return run_config(config, spec, matched_cost(paths, reference, spec))
+    return run_config(config, spec)
 
   def result(spec: RunSpec, **kwargs: Any) -> report.RunResult:
     return report.RunResult(name=spec.name, method=spec.method, fraction=spec.fraction,
@@ -206,7 +251,7 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str, *, command: 
     path = paths.run(spec.name).summary
     if path.exists():
       summary = workdir_lib.read_json(path)
-      expected = workdir_lib.config_to_dict(run_config(config, spec))
+      expected = workdir_lib.config_to_dict(spec_config(spec))
       changed = workdir_lib.config_differences(summary.get('config', {}), expected)
       if changed:
         results[spec.name] = result(spec, error=(
@@ -224,7 +269,7 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str, *, command: 
     run_dir = paths.run(spec.name).root
     print(f'[{i + 1}/{len(todo)}] {spec.name} -> {run_dir}', flush=True)
     try:
-      summary = train_fn(run_config(config, spec), str(run_dir))
+      summary = train_fn(spec_config(spec), str(run_dir))
     except Exception as e:  # pylint: disable=broad-except
       if not isinstance(e, ValueError):  # config errors say all in their message
         logging.exception('run %s failed', spec.name)

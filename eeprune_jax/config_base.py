@@ -99,4 +99,8 @@ def base_config() -> ml_collections.ConfigDict:
   # InfoBatch: `fraction` is the share of below-mean-loss examples dropped each epoch; the
   # last `infobatch_anneal` of the epochs train on the full data.
   prune.infobatch_anneal = 0.125
+  # cost_matched: train on the full data for this share of the schedule (num_epochs x
+  # cost_fraction epochs, fractional; learning-rate schedule compressed to them). compare
+  # sets it to the measured cost of the pruned run the baseline is matched with.
+  prune.cost_fraction = 1.0
   return config

@@ -121,6 +121,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
          f'config.train.exit_loss_weight={t.exit_loss_weight} must be >= 0.')
   for field in ('log_every_steps', 'checkpoint_every_epochs', 'keep_checkpoints'):
     _check(errors, t[field] >= 1, f'config.train.{field}={t[field]} must be >= 1.')
+  _check(errors, 0.0 < p.cost_fraction <= 1.0,
+         f'config.prune.cost_fraction={p.cost_fraction} is outside (0, 1]: it is the share '
+         'of the full schedule a cost-matched run trains (0.6 trains 60% of the epochs).')
   _check(errors, t.steps_per_dispatch >= 0,
          f'config.train.steps_per_dispatch={t.steps_per_dispatch} must be >= 0 (0 = auto).')
 

@@ -109,12 +109,15 @@ class Programs:
 
   def __init__(self, pipeline: data_lib.Pipeline, mesh: jax.sharding.Mesh,
                train_config: ml_collections.ConfigDict, *, track: bool, weighted: bool,
-               last_pass: bool = False):
+               last_pass: bool = False, schedule_epochs: float | None = None):
     self.pipeline, self.mesh, self.train_config = pipeline, mesh, train_config
+    # A schedule compressed to `schedule_epochs` (cost_matched) runs the learning-rate
+    # curve of `num_epochs` that many times faster.
+    self.schedule_scale = train_config.num_epochs / (schedule_epochs or train_config.num_epochs)
     self.track, self.weighted, self.last_pass = track, weighted, last_pass
     self.steps_per_dispatch = min(steps_per_dispatch(train_config),
                                   pipeline.max_steps_per_feed())
-    consts = {'epoch': _REPL, 'steps': _REPL, 'exit_weights': _REPL}
+    consts = {'epoch': _REPL, 'steps': _REPL, 'stop': _REPL, 'exit_weights': _REPL}
     if weighted:
       consts['example_weight'] = _REPL
     self.train = parallel.data_parallel(
@@ -129,14 +132,15 @@ class Programs:
   def _train_steps(self, state, sums, cursor, feed, consts, last_pass):
     """Up to `steps_per_dispatch` train steps from step `cursor` of the epoch."""
     k = self.steps_per_dispatch
-    n = jnp.minimum(k, consts['steps'] - cursor)
+    n = jnp.minimum(k, consts['stop'] - cursor)
 
     def body(i, carry):
       state, sums, rows, last_pass = carry
       step = cursor + i
       batch = self.pipeline.local_batch(feed, step, consts['epoch'], train=True)
       progress = consts['epoch'].astype(jnp.float32) + step / consts['steps']
-      hparams = {'lr': steps_lib.learning_rate(self.train_config, progress),
+      hparams = {'lr': steps_lib.learning_rate(self.train_config,
+                                               progress * self.schedule_scale),
                  'exit_weights': consts['exit_weights']}
       if self.weighted:
         hparams['example_weight'] = consts['example_weight'][batch['index']]
@@ -148,7 +152,7 @@ class Programs:
         final = {'index': per_example['index'], 'correct': per_example['correct'][:, -1],
                  'loss': per_example['loss'][:, -1]}
         rows = jax.tree.map(lambda r, v: r.at[i].set(v), rows, final)
-      if self.last_pass:
+      if last_pass:  # an empty table: a network trained beside the run (EL2N seeds)
         last_pass = _record_pass(last_pass, per_example, consts['epoch'])
       return state, sums, rows, last_pass
 
@@ -233,6 +237,7 @@ class Programs:
                 keep: np.ndarray | None, exit_weights: np.ndarray,
                 example_weight: jax.Array | None = None, first_step: int = 0,
                 num_outputs: int, last_pass: dict[str, jax.Array] | None = None,
+                max_steps: int | None = None,
                 on_dispatch: Callable[[int], None] = lambda steps: None,
                 on_log: Callable[[int, dict[str, np.ndarray]], None] = lambda s, m: None,
                 on_rows: Callable[[dict[str, jax.Array]], None] = lambda rows: None,
@@ -245,10 +250,12 @@ class Programs:
     device is never idle waiting for the host), and `should_stop()` after each
     dispatch; True stops the epoch early (preemption) with `preempted=True`.
     `last_pass` (from `new_last_pass`) is updated on device and returned in the outcome.
+    `max_steps` ends the epoch after that many of its steps (a fractional last epoch).
     """
     last_pass = {} if last_pass is None else last_pass
-    steps = self.pipeline.steps_per_epoch(keep)
-    consts = {'epoch': np.int32(epoch), 'steps': np.int32(steps),
+    full = self.pipeline.steps_per_epoch(keep)  # the epoch's length in the schedule
+    steps = full if max_steps is None else min(full, max_steps)  # the steps it runs
+    consts = {'epoch': np.int32(epoch), 'steps': np.int32(full), 'stop': np.int32(steps),
               'exit_weights': np.asarray(exit_weights, np.float32)}
     consts = parallel.replicate(self.mesh, consts)
     if self.weighted:
@@ -258,6 +265,8 @@ class Programs:
     done, log_every = first_step, self.train_config.log_every_steps
     unread = None  # (step in epoch, device sums) of a log boundary not yet read
     for feed in self.pipeline.train_feeds(epoch, keep, first_step, self.steps_per_dispatch):
+      if done >= steps:
+        break
       n = min(self.steps_per_dispatch, steps - done)
       state, sums, cursor, rows, last_pass = self.train(state, sums, cursor, feed, consts,
                                                         last_pass)

@@ -9,6 +9,7 @@ The parts: `steps.py` (pure step functions, optimizer), `loop.py` (the jitted pr
 the epoch loop), `rounds.py` (pruning rounds), `run_state.py` (what checkpoints carry).
 """
 
+import math
 import time
 from typing import Any
 
@@ -69,7 +70,8 @@ class _Run:
     self.programs = loop.Programs(
         self.pipeline, self.mesh, config.train, track=self.method.needs.training_rows,
         weighted=self.method.needs.epoch_mask,
-        last_pass=config.train.last_pass_scores or self.method.needs.last_pass)
+        last_pass=config.train.last_pass_scores or self.method.needs.last_pass,
+        schedule_epochs=self.method.schedule_epochs(config))
     self.writer = None
     if self.is_writer:
       import tensorboardX  # pylint: disable=g-import-not-at-top
@@ -147,7 +149,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     checkpointing.save(run.manager, global_step, state, example_arrays(), rs)
     ledger.add_time('checkpoint', time.time() - start)
 
-  num_epochs = config.train.num_epochs
+  # Epochs this run trains: num_epochs, or fewer for a compressed schedule (cost_matched),
+  # whose fractional last epoch stops part-way.
+  schedule = run.method.schedule_epochs(config)
+  num_epochs = math.ceil(schedule - 1e-9)
+  max_steps = lambda epoch, steps: (None if epoch + 1 <= schedule + 1e-9
+                                    else max(1, round((schedule - epoch) * steps)))
   preemption = loop.Preemption()
   remaining_steps = lambda epoch: (num_epochs - epoch) * run.pipeline.steps_per_epoch(keep)
   bar = tqdm.tqdm(total=global_step + remaining_steps(rs.epoch) - rs.step_in_epoch,
@@ -172,6 +179,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     bar.set_postfix(loss=f'{float(host["total_loss"]) / max(host["count"], 1):.3f}',
                     acc=f'{summary["train_accuracy"][-1]:.3f}')
     progress = epoch + step_in_epoch / run.pipeline.steps_per_epoch(train_keep)
+    progress *= config.train.num_epochs / schedule
     run.log_scalars(global_step, {
         **summary, 'lr': float(steps_lib.learning_rate(config.train, progress))})
 
@@ -193,7 +201,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           exit_weights=steps_lib.exit_loss_weights(config.train, run.num_exits, epoch),
           example_weight=weight_table, on_dispatch=on_dispatch, on_log=on_log,
           on_rows=stats.add, should_stop=lambda: preemption.should_stop(global_step),
-          last_pass=last_pass)
+          last_pass=last_pass,
+          max_steps=max_steps(epoch, run.pipeline.steps_per_epoch(train_keep)))
       state, last_pass = outcome.state, outcome.last_pass
       train_seconds = time.time() - start
       ledger.add_time('train', train_seconds)
@@ -267,6 +276,7 @@ def _write_summary(run: _Run, rs: run_state_lib.RunState, keep: np.ndarray
   summary = {
       'config': workdir_lib.config_to_dict(config),
       'exit_blocks': list(models.exit_blocks(config.model)),
+      'schedule_epochs': run.method.schedule_epochs(config),
       'macs_per_exit': run.exit_macs,
       'test_accuracy': final.get('eval_accuracy'),
       'test_loss': final.get('eval_loss'),

@@ -56,7 +56,7 @@ def test_the_guard_catches_an_implicit_transfer():
   """The guard the test above relies on does fail on a host value passed to a program."""
   _, mesh, pipeline, state, programs = _setup()
   feed = next(pipeline.train_feeds(0, None, 0, programs.steps_per_dispatch))
-  consts = parallel.replicate(mesh, {'epoch': np.int32(0), 'steps': np.int32(3),
+  consts = parallel.replicate(mesh, {'epoch': np.int32(0), 'steps': np.int32(3), 'stop': np.int32(3),
                                      'exit_weights': np.ones(1, np.float32)})
   sums = parallel.replicate(mesh, steps.zero_metrics(2))
   with jax.transfer_guard('disallow'), pytest.raises(Exception, match='[Dd]isallowed'):

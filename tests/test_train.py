@@ -310,3 +310,17 @@ def test_baseline_methods_run_end_to_end(method, overrides, tmp_path):
     assert np.all(scores['forget_counts'][~scores['keep']] <=
                   scores['forget_counts'][scores['keep'] & scores['presented']].max())
 
+
+
+def test_a_relative_workdir_checkpoints_and_restores(tmp_path, monkeypatch):
+  """Orbax refuses relative paths; a workdir given as one (as users type it) still works."""
+  from eeprune_jax import run_state  # pylint: disable=g-import-not-at-top
+  monkeypatch.chdir(tmp_path)
+  manager = checkpointing.make_manager('relative/workdir')
+  checkpointing.save(manager, 3, {'w': np.arange(3.0)}, {'keep': np.ones(4, bool)},
+                     run_state.RunState.new(0))
+  manager.wait_until_finished()
+  state, examples, _ = checkpointing.restore(checkpointing.make_manager('relative/workdir'),
+                                             {'w': np.zeros(3)}, {'keep': np.zeros(4, bool)})
+  np.testing.assert_array_equal(state['w'], np.arange(3.0))
+  assert examples['keep'].all() and (tmp_path / 'relative/workdir/checkpoints/3').is_dir()

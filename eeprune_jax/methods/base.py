@@ -73,6 +73,9 @@ class Method:
   # `prune.mode='threshold'` applies: the priority is a confidence in [0, 1] and every
   # eligible example above `prune.threshold` is pruned. Otherwise the mode is ignored.
   threshold_mode: bool = False
+  # `compare` runs it once per fraction and seed with `prune.cost_fraction` set to the
+  # measured cost of the pruned run it is matched with (the cost-matched baseline).
+  matches_cost: bool = False
   # Named variants `compare` runs beside the method: name -> config overrides
   # ('section.field' -> value), e.g. the method with its exit moved.
   variants: Mapping[str, Mapping[str, Any]] = {}
@@ -81,6 +84,12 @@ class Method:
     """Per-example arrays [N] (or [runs, N]) at a pruning round; saved in scores.npz."""
     del ctx
     return {}
+
+  def schedule_epochs(self, config: ml_collections.ConfigDict) -> float:
+    """How many epochs the run trains, fractional allowed: the learning-rate schedule
+    (warm-up, cosine to zero) is compressed to them and a fractional last epoch stops
+    part-way. Every built-in method but `cost_matched` trains `num_epochs`."""
+    return float(config.train.num_epochs)
 
   def priority(self, scores: Scores, *, labels: np.ndarray, rng: np.random.Generator,
                config: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray]:

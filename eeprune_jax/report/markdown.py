@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
+from eeprune_jax import methods
 from eeprune_jax import workdir as workdir_lib
 from eeprune_jax.report import plots as plots_lib
 from eeprune_jax.report.aggregation import Row, RunResult, aggregate
@@ -40,6 +41,37 @@ def results_table(rows: Sequence[Row]) -> str:
         f'{_macs(s["score_macs"][0])} | {_pm(s["score_vs_full"], ".2%")} | '
         f'{_pm(s["cost_vs_full_data"], ".3f")} | {row.seeds}/{row.planned} |')
   return '\n'.join(lines)
+
+
+def _matches_cost(name: str) -> bool:
+  return name in methods.names() and methods.get(name).matches_cost
+
+
+def cost_matched_table(rows: Sequence[Row]) -> list[str]:
+  """Every method beside the cost-matched baseline of its fraction (full data, fewer
+  epochs, the same cost): the difference in accuracy and whether it exceeds the seed spread."""
+  baselines = {row.fraction: row for row in rows if _matches_cost(row.method)}
+  if not baselines:
+    return []
+  out = ['| method | fraction | test accuracy (%) | cost vs full data | vs cost-matched '
+         '(points) | beyond seed spread? |', '| --- | ---: | ---: | ---: | ---: | --- |']
+  for row in rows:
+    base = baselines.get(row.fraction)
+    if base is None or row is base:
+      continue
+    (acc, std), (base_acc, base_std) = row.stats['accuracy'], base.stats['accuracy']
+    spread = max(std, base_std)
+    if np.isnan(spread):
+      verdict = 'one seed: no spread'
+    else:
+      verdict = 'yes' if abs(acc - base_acc) > spread else 'no'
+    out.append(f'| {row.method} | {row.fraction:g} | {_pm(row.stats["accuracy"], ".2f", 100)} '
+               f'| {_pm(row.stats["cost_vs_full_data"], ".3f")} | {100 * (acc - base_acc):+.2f} '
+               f'| {verdict} |')
+  for fraction, base in sorted(baselines.items()):
+    out.append(f'| **{base.method}** | {fraction:g} | {_pm(base.stats["accuracy"], ".2f", 100)} '
+               f'| {_pm(base.stats["cost_vs_full_data"], ".3f")} | 0 | (the baseline) |')
+  return out
 
 
 def _budget(config: ml_collections.ConfigDict, results: Sequence[RunResult]) -> list[str]:
@@ -114,6 +146,13 @@ def write_report(compare_dir: epath.PathLike, run_summaries: Sequence[RunResult]
           '`eeprune_*` move the early exit (the exit that scores). `fraction` is the share of '
           'the training set pruned (for InfoBatch, its per-epoch prune ratio).', '']
 
+  headline = cost_matched_table(rows)
+  if headline:
+    out += ['## Against training less', '',
+            'The alternative a pruned run must beat: full data for fewer epochs at the same '
+            'cost (`cost_matched`, its schedule compressed to the cost of the run it is '
+            'matched with). A difference counts as beyond the seed spread when it exceeds '
+            'the larger sample std over seeds of the two rows.', ''] + headline + ['']
   out += ['## Results', '']
   if rows:
     out += [results_table(rows), '',

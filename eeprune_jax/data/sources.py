@@ -16,7 +16,8 @@ Three sources, chosen by `config.data.source`:
   10 classes; shipped with scikit-learn, no network). Pixels are scaled to uint8 with
   round(v * 255 / 16) and resized to `image_size` with Pillow's bilinear filter, 1
   channel. Split: example i (in `load_digits` order) is in 'test' when i % 5 == 0, else
-  in 'train' (1,437 train, 360 test); canonical order is the load_digits order.
+  in 'train' (1,437 train, 360 test); canonical order is the load_digits order (and a
+  slice such as `train[:500]` counts in it).
 * 'npz': arrays from `config.data.npz_path`. Split `s` is read from `{s}_images` and
   `{s}_labels` (uint8 [N,H,W] or [N,H,W,C]; 'train' may also be plain `images`/`labels`),
   or from the JPEG layout `{s}_jpeg` (concatenated JPEG files), `{s}_offsets` (N+1) and
@@ -32,6 +33,23 @@ Split names: 'train' and 'eval' given to `load_arrays` / `num_examples` are role
 stand for `config.data.train_split` and `config.data.eval_split`; any other string is
 taken as a split name of the source.
 
+SPLIT SLICES, the same for every source: a split spec is `name` or `name[from:to]`, with
+TFDS's syntax and semantics (https://www.tensorflow.org/datasets/splits), so a spec means
+the same examples whichever source reads it:
+* `from`/`to` are example counts (`train[:2000]`, `train[2000:]`, `train[-500:]`; negative
+  counts from the end, as in Python) or percentages (`train[:10%]`, `test[25%:75%]`,
+  fractional allowed; a '%' on either boundary makes both percentages), each percentage
+  boundary rounded to the closest example, `round(p * N / 100)` with Python's round
+  (TFDS's default 'closest' rounding);
+* a boundary beyond the split (|from| or |to| > N) is an error, as is an empty slice;
+* the slice holds the canonical examples [start, end) of the whole split, and its
+  examples are indexed 0..end-start-1 in that order: stable indices count from the
+  start of the slice, so `train[1000:]` example 0 is whole-split example 1000;
+* one split per spec: compound specs (`train+test`) are refused; TFDS's `shard` unit
+  works for 'tfds' only ('digits' and 'npz' have no shards).
+For 'tfds' TFDS itself resolves the spec; 'digits' and 'npz' use `slice_range` below (no
+TensorFlow needed), which tests check against TFDS on the same specs.
+
 Normalisation (`DatasetInfo.mean` / `std`, per channel, 0..255 units): the published
 statistics for cifar10, cifar100, imagenet2012 (and its variants), mnist, kmnist and
 fashion_mnist, looked up by `config.data.name` for every source (so an npz copy of
@@ -46,6 +64,7 @@ import dataclasses
 import functools
 import io
 import os
+import re
 import zipfile
 from typing import Any, Sequence
 
@@ -115,6 +134,94 @@ def _resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------
+# split slices (the module docstring states the semantics)
+
+_SPEC_RE = re.compile(r'^(?P<name>[\w-]+)(\[(?P<selector>[^\]]*)\])?$')
+_BOUND_RE = re.compile(r'^(?P<value>-?[\d_.]+)(?P<unit>%)?$')
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitSlice:
+  """A parsed split spec: the base split name and the slice boundaries as written."""
+  name: str
+  start: float | None = None  # None = from the beginning
+  end: float | None = None  # None = to the end
+  percent: bool = False
+
+  def range(self, num_examples: int) -> tuple[int, int]:
+    """[start, end) in the whole split's canonical indices, for a split of num_examples."""
+    n = num_examples
+    bounds = []
+    for value, default in ((self.start, 0), (self.end, n)):
+      if value is None:
+        bounds.append(default)
+        continue
+      b = int(round(value * n / 100.0)) if self.percent else int(value)
+      if abs(b) > n:
+        raise ValueError(f'split {self.spec()!r}: boundary {b} is outside the {n} examples '
+                         f'of split {self.name!r}.')
+      bounds.append(n + b if b < 0 else b)
+    start, end = bounds
+    if start >= end:
+      raise ValueError(f'split {self.spec()!r} selects no example of the {n} in split '
+                       f'{self.name!r} (examples [{start}, {end})).')
+    return start, end
+
+  def spec(self) -> str:
+    """The spec, written back."""
+    if self.start is None and self.end is None:
+      return self.name
+    unit = '%' if self.percent else ''
+    fmt = lambda v: '' if v is None else f'{v:g}{unit}'
+    return f'{self.name}[{fmt(self.start)}:{fmt(self.end)}]'
+
+
+def parse_split(spec: str) -> SplitSlice:
+  """Parses `name` or `name[from:to]` (see the module docstring); raises ValueError."""
+  spec = str(spec).strip()
+  help_text = ("write 'train', 'train[:2000]', 'train[2000:]', 'train[:10%]' or "
+               "'test[25%:75%]' (one split, a Python-style slice of counts or percentages)")
+  if '+' in spec:
+    raise ValueError(f'split {spec!r}: compound splits (a+b) are not supported; {help_text}.')
+  m = _SPEC_RE.match(spec)
+  if not m:
+    raise ValueError(f'split {spec!r} is not a split spec: {help_text}.')
+  name, selector = m.group('name'), m.group('selector')
+  if selector is None:
+    return SplitSlice(name)
+  parts = selector.split(':')
+  if len(parts) != 2 or not any(p.strip() for p in parts):
+    raise ValueError(f'split {spec!r} is not a split spec: {help_text}.')
+  matches = []
+  for part in parts:
+    bm = _BOUND_RE.match(part) if part else None
+    if part and not bm:
+      raise ValueError(f'split {spec!r}: {part!r} is not a count or a percentage; {help_text}.')
+    matches.append(bm)
+  # As in TFDS, a '%' on either boundary makes both percentages.
+  percent = any(bm is not None and bm.group('unit') == '%' for bm in matches)
+  values = []
+  for part, bm in zip(parts, matches):
+    if bm is None:
+      values.append(None)
+      continue
+    try:
+      values.append(float(bm.group('value')) if percent else int(bm.group('value')))
+    except ValueError:
+      raise ValueError(f'split {spec!r}: {part!r} is not a '
+                       f'{"number" if percent else "whole number of examples"}; '
+                       f'{help_text}.') from None
+  return SplitSlice(name, values[0], values[1], percent=percent)
+
+
+def slice_range(spec: str, base_size) -> tuple[str, int, int]:
+  """(base split name, start, end) of a split spec; `base_size(name)` gives split sizes."""
+  sl = parse_split(spec)
+  start, end = sl.range(base_size(sl.name))
+  return sl.name, start, end
+
+
+# ---------------------------------------------------------------------------------------
 # digits
 
 
@@ -126,14 +233,22 @@ def _digits_raw() -> tuple[np.ndarray, np.ndarray]:
   return images, d.target.astype(np.int32)
 
 
-def _digits_split(split: str) -> np.ndarray:
+def _digits_base_split(name: str) -> np.ndarray:
   n = _digits_raw()[1].shape[0]
   is_test = np.arange(n) % _DIGITS_TEST_EVERY == 0
-  if split == 'train':
+  if name == 'train':
     return np.flatnonzero(~is_test)
-  if split == 'test':
+  if name == 'test':
     return np.flatnonzero(is_test)
-  raise ValueError(f"digits has splits 'train' and 'test', not {split!r}.")
+  raise ValueError(f"digits has splits 'train' and 'test', not {name!r}.")
+
+
+def _digits_split(split: str) -> np.ndarray:
+  """load_digits positions of a (possibly sliced) split, in canonical order."""
+  sl = parse_split(split)
+  base = _digits_base_split(sl.name)
+  start, end = sl.range(len(base))
+  return base[start:end]
 
 
 @functools.lru_cache(maxsize=8)
@@ -201,44 +316,65 @@ def _decode_jpeg(data: np.ndarray) -> np.ndarray:
   return img[..., None] if img.ndim == 2 else img
 
 
+def _npz_base_count(path: str, name: str) -> int:
+  """Number of examples of an unsliced split of an npz file (headers only for raw arrays)."""
+  layout, key = _npz_layout(path, name)
+  if layout == 'raw':
+    return _npy_member_shape(path, key)[0]
+  return _npy_member_shape(path, f'{name}_offsets')[0] - 1
+
+
+def _npz_slice(path: str, split: str) -> tuple[str, int, int]:
+  """(base split name, start, end) of a possibly sliced split spec of an npz file."""
+  return slice_range(split, lambda name: _npz_base_count(path, name))
+
+
 def _npz_arrays(path: str, split: str, image_size: int) -> tuple[np.ndarray, np.ndarray]:
-  layout, key = _npz_layout(path, split)
+  name, start, end = _npz_slice(path, split)
+  layout, key = _npz_layout(path, name)
   with np.load(path, allow_pickle=False) as f:
     if layout == 'raw':
       images = f[key]
-      labels = f[_npz_labels_key(path, split, key)]
+      labels = f[_npz_labels_key(path, name, key)]
       if images.ndim == 3:
         images = images[..., None]
       if images.ndim != 4 or images.dtype != np.uint8:
         raise ValueError(f'npz file {path!r}: {key!r} must be uint8 [N,H,W] or [N,H,W,C], '
                          f'got {images.dtype} {images.shape}.')
+      if images.shape[0] != labels.shape[0]:
+        raise ValueError(f'npz file {path!r}, split {name!r}: {images.shape[0]} images but '
+                         f'{labels.shape[0]} labels.')
+      images, labels = images[start:end], labels[start:end]
     else:
-      data, offsets = f[f'{split}_jpeg'], f[f'{split}_offsets']
-      labels = f[f'{split}_labels']
+      data, offsets = f[f'{name}_jpeg'], f[f'{name}_offsets']
+      labels = f[f'{name}_labels']
+      if len(offsets) - 1 != labels.shape[0]:
+        raise ValueError(f'npz file {path!r}, split {name!r}: {len(offsets) - 1} images but '
+                         f'{labels.shape[0]} labels.')
+      labels = labels[start:end]
       images = np.stack([_decode_jpeg(data[offsets[i]:offsets[i + 1]])
-                         for i in range(len(offsets) - 1)])
-  if images.shape[0] != labels.shape[0]:
-    raise ValueError(f'npz file {path!r}, split {split!r}: {images.shape[0]} images but '
-                     f'{labels.shape[0]} labels.')
+                         for i in range(start, end)])
   return _resize_uint8(images, image_size), labels.astype(np.int32)
 
 
 def _npz_count_and_channels(path: str, split: str) -> tuple[int, int]:
-  layout, key = _npz_layout(path, split)
+  name, start, end = _npz_slice(path, split)
+  layout, key = _npz_layout(path, name)
   if layout == 'raw':
     shape = _npy_member_shape(path, key)
-    return shape[0], (shape[3] if len(shape) == 4 else 1)
+    return end - start, (shape[3] if len(shape) == 4 else 1)
   with np.load(path, allow_pickle=False) as f:
-    offsets = f[f'{split}_offsets']
-    first = _decode_jpeg(f[f'{split}_jpeg'][offsets[0]:offsets[1]])
-  return len(offsets) - 1, first.shape[-1]
+    offsets = f[f'{name}_offsets']
+    first = _decode_jpeg(f[f'{name}_jpeg'][offsets[0]:offsets[1]])
+  return end - start, first.shape[-1]
 
 
 def _npz_labels(path: str, split: str) -> np.ndarray:
-  layout, key = _npz_layout(path, split)
-  lkey = _npz_labels_key(path, split, key) if layout == 'raw' else f'{split}_labels'
+  name, start, end = _npz_slice(path, split)
+  layout, key = _npz_layout(path, name)
+  lkey = _npz_labels_key(path, name, key) if layout == 'raw' else f'{name}_labels'
   with np.load(path, allow_pickle=False) as f:
-    return f[lkey].astype(np.int32)
+    return f[lkey][start:end].astype(np.int32)
 
 
 # ---------------------------------------------------------------------------------------
@@ -287,6 +423,9 @@ def _tfds_abs_range(builder: Any, split: str) -> tuple[str, int, int]:
   total = splits[ins.splitname].num_examples
   start = 0 if ins.from_ is None else ins.from_
   end = total if ins.to is None else ins.to
+  if start >= end:
+    raise ValueError(f'split {split!r} selects no example of the {total} in split '
+                     f'{ins.splitname!r} of {builder.name!r} (examples [{start}, {end})).')
   return ins.splitname, start, end
 
 
@@ -436,7 +575,9 @@ def _dataset_info(data_config: Any) -> DatasetInfo:
       class_names = (tuple(str(c) for c in f['class_names'])
                      if 'class_names' in f.files else None)
     if class_names is None:
-      class_names = tuple(str(i) for i in range(int(_npz_labels(path, train_split).max()) + 1))
+      # Classes counted on the whole train split, so a slice that misses a class keeps it.
+      whole_train = parse_split(train_split).name
+      class_names = tuple(str(i) for i in range(int(_npz_labels(path, whole_train).max()) + 1))
     name = data_config.name or os.path.splitext(os.path.basename(path))[0]
     mean, std = _stats(name, channels)
     return DatasetInfo(

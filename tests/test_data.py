@@ -435,3 +435,25 @@ def test_shared_jpeg_npz_matches_tfds():
   tfds_images, _ = sources.load_arrays(_config(**SHARED_CFG), 'train')
   np.testing.assert_array_equal(tfds_images[:12], np.stack(
       [ex['image'] for ex in tfds.as_numpy(ds)]))
+
+
+@needs_shared_tfds
+@needs_shared_npz
+def test_shared_tfds_copy_gets_the_class_names_of_the_npz():
+  """The TFDS copy stores only '0'..'9' as names; the sources show CIFAR-10's names."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  stored = tfds.builder('cifar10', data_dir=str(SHARED_TFDS)).info.features['label'].names
+  assert list(stored) == [str(i) for i in range(10)]  # why the table is needed
+  with np.load(SHARED_NPZ) as f:
+    npz_names = tuple(str(c) for c in f['class_names'])
+  assert data.dataset_info(_config(**SHARED_CFG)).class_names == npz_names
+  assert sources.class_metadata(_config(**SHARED_CFG))[2] == npz_names
+
+
+def test_known_class_names_only_replace_indices():
+  assert sources.named_classes('cifar100', None, 100)[:3] == ('apple', 'aquarium_fish', 'baby')
+  assert len(set(sources.named_classes('cifar100', None, 100))) == 100
+  assert sources.named_classes('cifar10/x:3.0.2', [str(i) for i in range(10)], 10)[0] == 'airplane'
+  assert sources.named_classes('cifar10', ['a'] * 10, 10) == ('a',) * 10  # real names stay
+  assert sources.named_classes('digits', None, 3) == ('0', '1', '2')
+  assert sources.named_classes('cifar10', None, 7) == tuple('0123456')  # a count mismatch

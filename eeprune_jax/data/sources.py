@@ -81,6 +81,29 @@ _KNOWN_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 }
 _DEFAULT_MEAN, _DEFAULT_STD = 127.5, 64.0
 
+# Class names of data sets whose TFDS copy may carry only numbers for them: TFDS reads the
+# names from the downloaded archive, so a copy prepared or converted without it (like
+# ../shared/data/tfds/cifar10) has '0'..'9'. Standard order: the label index order of
+# TFDS, torchvision and Keras (CIFAR-100: the 100 fine labels).
+_KNOWN_CLASS_NAMES: dict[str, tuple[str, ...]] = {
+    'cifar10': ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse',
+                'ship', 'truck'),
+    'cifar100': (
+        'apple', 'aquarium_fish', 'baby', 'bear', 'beaver', 'bed', 'bee', 'beetle', 'bicycle',
+        'bottle', 'bowl', 'boy', 'bridge', 'bus', 'butterfly', 'camel', 'can', 'castle',
+        'caterpillar', 'cattle', 'chair', 'chimpanzee', 'clock', 'cloud', 'cockroach', 'couch',
+        'crab', 'crocodile', 'cup', 'dinosaur', 'dolphin', 'elephant', 'flatfish', 'forest',
+        'fox', 'girl', 'hamster', 'house', 'kangaroo', 'keyboard', 'lamp', 'lawn_mower',
+        'leopard', 'lion', 'lizard', 'lobster', 'man', 'maple_tree', 'motorcycle', 'mountain',
+        'mouse', 'mushroom', 'oak_tree', 'orange', 'orchid', 'otter', 'palm_tree', 'pear',
+        'pickup_truck', 'pine_tree', 'plain', 'plate', 'poppy', 'porcupine', 'possum',
+        'rabbit', 'raccoon', 'ray', 'road', 'rocket', 'rose', 'sea', 'seal', 'shark', 'shrew',
+        'skunk', 'skyscraper', 'snail', 'snake', 'spider', 'squirrel', 'streetcar',
+        'sunflower', 'sweet_pepper', 'table', 'tank', 'telephone', 'television', 'tiger',
+        'tractor', 'train', 'trout', 'tulip', 'turtle', 'wardrobe', 'whale', 'willow_tree',
+        'wolf', 'woman', 'worm'),
+}
+
 _DIGITS_TEST_EVERY = 5
 
 
@@ -112,12 +135,28 @@ def resolve_split(data_config: Any, split: str) -> str:
 
 
 def _stats(name: str, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-  key = name.split(':')[0].split('/')[0]
+  key = _base_name(name)
   if key.startswith('imagenet2012'):
     key = 'imagenet2012'
   if key in _KNOWN_STATS and len(_KNOWN_STATS[key][0]) == channels:
     return _KNOWN_STATS[key]
   return (_DEFAULT_MEAN,) * channels, (_DEFAULT_STD,) * channels
+
+
+def _base_name(name: str) -> str:
+  """'cifar10/config:3.0.2' -> 'cifar10'."""
+  return name.split(':')[0].split('/')[0]
+
+
+def named_classes(name: str, names: Sequence[str] | None, num_classes: int) -> tuple[str, ...]:
+  """The class names to show: `names`, unless they are only the indices '0', '1', ...
+  and the data set `name` has known names; indices when there are no names at all."""
+  indices = tuple(str(i) for i in range(num_classes))
+  names = tuple(str(n) for n in names) if names is not None and len(names) else indices
+  known = _KNOWN_CLASS_NAMES.get(_base_name(name or ''))
+  if names == indices and known is not None and len(known) == num_classes:
+    return known
+  return names
 
 
 def _resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
@@ -407,6 +446,48 @@ def tfds_builder(data_config: Any) -> Any:
   return builder
 
 
+class UnknownDatasetError(ValueError):
+  """`config.data.name` is not a data set TFDS knows."""
+
+
+def tfds_registered_metadata(data_config: Any) -> tuple[int, int, tuple[str, ...]]:
+  """(num_classes, channels, class names) of a TFDS data set from its registered metadata.
+
+  Needs no prepared data and no network: TFDS knows the features of every registered data
+  set from its code (and from the prepared copy's metadata where there is one).
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  name = data_config.name
+  if not name:
+    raise ValueError("config.data.source is 'tfds' but config.data.name is empty "
+                     "(e.g. 'cifar10').")
+  try:
+    builder = tfds.builder(name, data_dir=_tfds_data_dir(data_config))
+  except tfds.core.DatasetNotFoundError:
+    raise UnknownDatasetError(
+        f'config.data.name={name!r} is not a TFDS data set registered in tensorflow_datasets '
+        f'{tfds.__version__}: check the spelling (e.g. cifar10, cifar100, imagenet2012, '
+        f'kmnist; `tfds.list_builders()` lists them all).') from None
+  except (ValueError, AssertionError) as e:  # a bad config or version of a known data set
+    raise UnknownDatasetError(f'config.data.name={name!r}: {str(e).splitlines()[0]}') from None
+  feats = builder.info.features
+  if 'image' not in feats or 'label' not in feats or not hasattr(feats['label'], 'num_classes'):
+    raise ValueError(f'TFDS data set {name!r} is not an image classification data set (it '
+                     f'needs features image and label; it has {list(feats.keys())}).')
+  label = feats['label']
+  channels = feats['image'].shape[-1] or 3
+  return label.num_classes, channels, named_classes(name, label.names, label.num_classes)
+
+
+def class_metadata(data_config: Any) -> tuple[int, int, tuple[str, ...]]:
+  """(num_classes, channels, class names) of the configured data set, as cheaply as
+  possible: for 'tfds' from the registered metadata, so the data need not be prepared."""
+  if data_config.source == 'tfds':
+    return tfds_registered_metadata(data_config)
+  info = dataset_info(data_config)
+  return info.num_classes, info.image_shape[-1], info.class_names
+
+
 def _tfds_abs_range(builder: Any, split: str) -> tuple[str, int, int]:
   """(base split name, start, end) of a possibly sliced split spec, absolute indices."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
@@ -574,11 +655,12 @@ def _dataset_info(data_config: Any) -> DatasetInfo:
     with np.load(path, allow_pickle=False) as f:
       class_names = (tuple(str(c) for c in f['class_names'])
                      if 'class_names' in f.files else None)
+    name = data_config.name or os.path.splitext(os.path.basename(path))[0]
     if class_names is None:
       # Classes counted on the whole train split, so a slice that misses a class keeps it.
       whole_train = parse_split(train_split).name
-      class_names = tuple(str(i) for i in range(int(_npz_labels(path, whole_train).max()) + 1))
-    name = data_config.name or os.path.splitext(os.path.basename(path))[0]
+      num_classes = int(_npz_labels(path, whole_train).max()) + 1
+      class_names = named_classes(name, None, num_classes)
     mean, std = _stats(name, channels)
     return DatasetInfo(
         name=name, source=source, num_classes=len(class_names), num_train=num_train,
@@ -592,8 +674,7 @@ def _dataset_info(data_config: Any) -> DatasetInfo:
                        f'({list(feats.keys())}).')
     channels = feats['image'].shape[-1] or 3
     label = feats['label']
-    class_names = tuple(label.names) if label.names else tuple(
-        str(i) for i in range(label.num_classes))
+    class_names = named_classes(data_config.name, label.names, label.num_classes)
     mean, std = _stats(data_config.name, channels)
     _, s0, s1 = _tfds_abs_range(builder, train_split)
     _, e0, e1 = _tfds_abs_range(builder, eval_split)
@@ -615,5 +696,6 @@ def ceil_div(a: int, b: int) -> int:
 
 
 __all__: Sequence[str] = (
-    'DatasetInfo', 'DatasetNotPreparedError', 'dataset_info', 'load_arrays', 'load_labels',
-    'num_examples', 'process_range', 'resolve_split')
+    'DatasetInfo', 'DatasetNotPreparedError', 'UnknownDatasetError', 'class_metadata',
+    'dataset_info', 'load_arrays', 'load_labels', 'named_classes', 'num_examples',
+    'parse_split', 'process_range', 'resolve_split', 'slice_range')

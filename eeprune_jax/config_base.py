@@ -86,4 +86,8 @@ def base_config() -> ml_collections.ConfigDict:
   # InfoBatch: `fraction` is the share of below-mean-loss examples dropped each epoch; the
   # last `infobatch_anneal` of the epochs train on the full data.
   prune.infobatch_anneal = 0.125
+  # Warn (run output, summary.json, comparison report) when pruning has removed this
+  # share or more of a class: the network then never trains on it again. In (0, 1];
+  # 1.0 warns only for classes pruned entirely.
+  prune.class_warning_share = 0.9
   return config

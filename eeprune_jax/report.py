@@ -23,6 +23,7 @@ from matplotlib import ticker
 import ml_collections
 import numpy as np
 
+from eeprune_jax import run_summary
 from eeprune_jax.data import sources
 
 ACCURACY_PLOT = 'accuracy_vs_examples.png'
@@ -184,8 +185,12 @@ def plot_accuracy_vs_examples(path: str, rows: Sequence[Row], methods: Sequence[
 
 
 def plot_pruned_share_per_class(path: str, results: Sequence[RunResult], fraction: float,
-                                methods: Sequence[str], class_names: Sequence[str]) -> None:
-  """Grouped bars: the pruned share of every class, one bar per method (mean over seeds)."""
+                                methods: Sequence[str], class_names: Sequence[str]
+                                ) -> list[str]:
+  """Grouped bars: the pruned share of every class, one bar per method (mean over seeds).
+
+  Returns the class labels on the x axis.
+  """
   styles = _method_styles(methods)
   shares = {}
   for method in methods:
@@ -212,6 +217,7 @@ def plot_pruned_share_per_class(path: str, results: Sequence[RunResult], fractio
   ax.legend(fontsize=8, ncol=min(len(shares) + 1, 4), loc='upper right')
   fig.tight_layout()
   _save(fig, path, 120)
+  return names
 
 
 def plot_exit_confidence(path: str, scores: dict[str, np.ndarray], exit_index: int,
@@ -299,12 +305,15 @@ def _train_images(data_config: ml_collections.ConfigDict) -> np.ndarray:
 
 
 def _class_names(summary: dict[str, Any]) -> tuple[str, ...]:
-  """Class names of a run's data set (indices where the metadata cannot be read)."""
+  """Class names of a run's data set: stored in its summary, else from the data set's
+  metadata, else (or where the metadata cannot be read) indices."""
+  if summary.get('class_names'):
+    return tuple(summary['class_names'])
+  n = len(summary['pruning']['pruned_fraction_per_class'])
   try:
     return tuple(sources.dataset_info(_data_config(summary)).class_names)
   except Exception:  # pylint: disable=broad-except
-    n = len(summary['pruning']['pruned_fraction_per_class'])
-    return tuple(str(i) for i in range(n))
+    return sources.named_classes(summary['config']['data'].get('name', ''), None, n)
 
 
 def _eeprune_run(results: Sequence[RunResult], fraction: float | None) -> RunResult | None:
@@ -346,6 +355,22 @@ def _budget(config: ml_collections.ConfigDict, results: Sequence[RunResult]) -> 
   return lines
 
 
+def _warnings(finished: Sequence[RunResult]) -> list[str]:
+  """The report's warnings section: runs whose pruning emptied a class (none: no section)."""
+  lines = []
+  for r in finished:
+    rows = run_summary.emptied_classes_of(r.summary)
+    if rows:
+      lines.append(f'- **{r.name}**: ' + run_summary.emptied_warning(rows, 'pruning'))
+  if not lines:
+    return []
+  return (['## ⚠ Warnings: classes emptied by pruning', '',
+           f'{len(lines)} run(s) pruned all or nearly all of a class (the share is '
+           '`prune.class_warning_share`, 90% by default). Their test accuracy mixes the '
+           'method with the loss of a class: read their rows with that in mind.', '']
+          + lines + [''])
+
+
 def write_report(compare_dir: str, run_summaries: Sequence[RunResult], *,
                  base_config: ml_collections.ConfigDict, command: str = '',
                  methods: Sequence[str] | None = None,
@@ -380,6 +405,7 @@ def write_report(compare_dir: str, run_summaries: Sequence[RunResult], *,
           + (f', {len(pending)} not run yet' if pending else '') + '.', '']
   if command:
     out += ['Command:', '', '```bash', command, '```', '']
+  out += _warnings(finished)
   out += ['## Budget (shared by every run)', ''] + _budget(base_config, results) + ['']
   out += ['Every method trains the same model on the same schedule and data order; only '
           '`eeprune_*` move the early exit (the exit that scores). `fraction` is the share of '
@@ -434,9 +460,11 @@ def write_report(compare_dir: str, run_summaries: Sequence[RunResult], *,
 
   class_runs = [r for r in finished
                 if r.method not in ('none', 'infobatch') and r.fraction == fraction]
-  plot('Pruned share per class', CLASS_PLOT,
-       lambda p: plot_pruned_share_per_class(p, results, fraction, methods,
-                                             _class_names(class_runs[0].summary)),
+  def class_plot(p: str) -> None:
+    plot_pruned_share_per_class(p, results, fraction, methods,
+                                _class_names(class_runs[0].summary))
+
+  plot('Pruned share per class', CLASS_PLOT, class_plot,
        None if class_runs else 'no finished run that prunes')
 
   chosen = _eeprune_run(results, fraction)

@@ -29,6 +29,7 @@ from eeprune_jax import masks
 from eeprune_jax import models
 from eeprune_jax import parallel
 from eeprune_jax import pruning_methods
+from eeprune_jax import run_summary
 from eeprune_jax import scoring
 from eeprune_jax import tracking
 from eeprune_jax import workdir as workdir_lib
@@ -384,6 +385,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       run.writer.close()
 
   summary = _write_summary(run, progress, keep, ledger)
+  if run.is_writer:
+    print(run_summary.closing_lines(summary, workdir), flush=True)
   return summary
 
 
@@ -486,6 +489,9 @@ def _prune_round(run: _Run, state: TrainState, keep: np.ndarray, progress: dict[
           'target_pruned': result.target_pruned, 'shortfall': result.shortfall,
           'cutoff': None if np.isnan(result.cutoff) else result.cutoff,
           'num_pruned': mstats['num_pruned'], 'pruned_fraction': mstats['pruned_fraction']}
+  info['emptied_classes'] = run_summary.warn_emptied_classes(
+      result.keep, run.pipeline.train_labels, run.info.class_names,
+      config.prune.class_warning_share, info)
   if result.shortfall:
     logging.warning('Pruning round %d: only %d of the %d examples to prune were eligible.',
                     round_index, result.target_pruned - result.shortfall, result.target_pruned)
@@ -523,6 +529,8 @@ def _write_summary(run: _Run, progress: dict[str, Any], keep: np.ndarray,
       'devices': jax.device_count(),
       'processes': jax.process_count(),
   }
+  summary = run_summary.with_headline(summary, run.workdir, run.info.class_names)
   if run.is_writer:
-    workdir_lib.write_json(workdir_lib.epath.Path(run.workdir) / 'summary.json', summary)
+    workdir_lib.write_json(workdir_lib.epath.Path(run.workdir) / 'summary.json', summary,
+                           sort_keys=False)
   return summary

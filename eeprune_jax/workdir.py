@@ -23,7 +23,7 @@ import numpy as np
 # Fields a resumed run may change without changing the run itself.
 MUTABLE_FIELDS = frozenset({
     'data.data_dir', 'data.npz_path', 'train.log_every_steps', 'train.progress_bar',
-    'train.checkpoint_every_epochs', 'train.keep_checkpoints',
+    'train.checkpoint_every_epochs', 'train.keep_checkpoints', 'prune.class_warning_share',
 })
 
 
@@ -33,9 +33,11 @@ def _write_bytes_atomic(path: epath.Path, data: bytes) -> None:
   tmp.replace(path)  # a reader sees the old file or the new one, never a partial one
 
 
-def write_json(path: epath.PathLike, obj: Any) -> None:
-  """Writes JSON atomically (temporary name, then rename)."""
-  _write_bytes_atomic(epath.Path(path), (json.dumps(obj, indent=2, sort_keys=True) + '\n').encode())
+def write_json(path: epath.PathLike, obj: Any, sort_keys: bool = True) -> None:
+  """Writes JSON atomically (temporary name, then rename); keys sorted unless told not to
+  (summary.json keeps its order: the headline facts come first)."""
+  _write_bytes_atomic(epath.Path(path),
+                      (json.dumps(obj, indent=2, sort_keys=sort_keys) + '\n').encode())
 
 
 def write_npz(path: epath.PathLike, **arrays: np.ndarray) -> None:

@@ -167,3 +167,48 @@ def test_report_without_finished_runs_skips_the_plots(tmp_path):
   assert text.count('Skipped:') == 4 and 'boom' in text and 'No run has finished yet' in text
   assert '`none_f0_s0`' in text.split('### Not run yet')[1]
   assert not any((tmp_path / name).exists() for name in PLOTS)
+
+
+NAMES = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine')
+
+
+def _with_emptied_class(summary, c, headline):
+  """A copy of a run summary whose pruning took all of class c, old or new format."""
+  out = json.loads(json.dumps(summary))
+  out['pruning']['pruned_fraction_per_class'][c] = 1.0
+  out['class_names'] = list(NAMES)
+  if headline:
+    out['headline']['pruning']['emptied_classes'] = [
+        {'class': c, 'name': NAMES[c], 'pruned': 150, 'total': 150, 'pruned_share': 1.0}]
+  else:
+    del out['headline']
+  return out
+
+
+def test_report_warns_of_emptied_classes_and_names_classes(comparison, tmp_path):
+  workdir, results, _ = comparison
+  done = {r.name: r for r in results if r.finished}
+  runs = [done['none_f0_s0'],
+          report.RunResult('random_f0.3_s0', 'random', 0.3, 0, done['random_f0.3_s0'].run_dir,
+                           summary=_with_emptied_class(done['random_f0.3_s0'].summary, 3, False)),
+          report.RunResult('eeprune_mid_f0.3_s0', 'eeprune_mid', 0.3, 0,
+                           done['eeprune_mid_f0.3_s0'].run_dir,
+                           summary=_with_emptied_class(done['eeprune_mid_f0.3_s0'].summary, 7,
+                                                       True))]
+  text = pathlib.Path(report.write_report(str(tmp_path), runs,
+                                          base_config=demo_config())).read_text()
+  assert text.index('## ⚠ Warnings') < text.index('## Results')
+  warnings = text.split('## ⚠ Warnings')[1].split('\n## ')[0]
+  assert "**random_f0.3_s0**: pruning emptied class 3 'three' (100% pruned)" in warnings
+  assert ("**eeprune_mid_f0.3_s0**: pruning emptied class 7 'seven' (100% pruned, 150 of 150)"
+          in warnings)
+  assert 'none_f0_s0' not in warnings
+  # Without emptied classes, no section.
+  plain = pathlib.Path(report.write_report(str(tmp_path), runs[:1],
+                                           base_config=demo_config())).read_text()
+  assert 'Warnings' not in plain
+  # The per-class plot labels its bars with the names stored in the summaries.
+  labels = report.plot_pruned_share_per_class(str(tmp_path / 'p.png'), runs, 0.3,
+                                              ['random', 'eeprune_mid'],
+                                              report._class_names(runs[1].summary))  # pylint: disable=protected-access
+  assert labels == list(NAMES)

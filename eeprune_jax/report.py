@@ -208,6 +208,8 @@ def plot_pruned_share_per_class(path: str, results: Sequence[RunResult], fractio
     ax.bar(x - 0.4 + (i + 0.5) * width, share * 100, width, color=styles[method][0],
            label=method)
   ax.axhline(fraction * 100, color='k', ls=':', lw=1, label=f'overall {fraction:g}')
+  top = max([fraction] + [float(np.max(s)) for s in shares.values()]) * 100
+  ax.set_ylim(0, top * 1.3 + 1)  # room for the legend above the tallest bar
   ax.set_xticks(x)
   ax.set_xticklabels(names, rotation=45 if max(map(len, names)) > 4 else 0,
                      ha='right' if max(map(len, names)) > 4 else 'center')

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import ml_collections
+import numpy as np
 import pytest
 
 from eeprune_jax import compare
@@ -21,11 +22,12 @@ PLOTS = (report.ACCURACY_PLOT, report.CLASS_PLOT, report.HIST_PLOT, report.GRID_
 
 
 def demo_config(**compare_fields) -> ml_collections.ConfigDict:
-  """configs/compare_demo.py shrunk to seconds per run (8x8 digits, 2 epochs)."""
+  """configs/compare_demo.py shrunk to seconds per run (8x8 digits, 2 epochs, pruning after 1)."""
   config = runpy.run_path(str(DEMO))['get_config']()
   config.data.image_size = 8  # the digits' native size
   config.model.width = 0.25
   config.train.num_epochs = 2
+  config.prune.epoch = 1
   config.train.batch_size = 128
   config.train.eval_batch_size = 256
   config.train.log_every_steps = 100
@@ -144,7 +146,7 @@ def test_run_configs_change_only_the_method_fields():
   assert [s.name for s in specs] == [
       'none_f0_s0', 'none_f0_s1', 'random_f0.5_s0', 'random_f0.5_s1',
       'final_confidence_f0.5_s0', 'final_confidence_f0.5_s1', 'eeprune_mid_f0.5_s0',
-      'eeprune_mid_f0.5_s1']
+      'eeprune_mid_f0.5_s1', 'eeprune_mid_balanced_f0.5_s0', 'eeprune_mid_balanced_f0.5_s1']
   config.model.exits = '2,5'
   config.prune.exit = 1
   shallow = compare.run_config(config, compare.RunSpec('eeprune_shallow', 0.5, 1))
@@ -212,3 +214,26 @@ def test_report_warns_of_emptied_classes_and_names_classes(comparison, tmp_path)
                                               ['random', 'eeprune_mid'],
                                               report._class_names(runs[1].summary))  # pylint: disable=protected-access
   assert labels == list(NAMES)
+
+
+def test_demo_prunes_where_the_network_predicts_every_class(tmp_path, monkeypatch):
+  """configs/compare_demo.py as shipped, up to its pruning round (eeprune_mid, seed 0): the
+  early exit predicts every class and most examples are eligible, so the confidence
+  ranking, not a degenerate eligible set, decides what is pruned."""
+  from eeprune_jax import data  # pylint: disable=g-import-not-at-top
+  config = compare.run_config(runpy.run_path(str(DEMO))['get_config'](),
+                              compare.RunSpec('eeprune_mid', 0.3, 0))
+  # Fields that leave the training trajectory unchanged: fewer checkpoints and host syncs.
+  config.train.checkpoint_every_epochs, config.train.log_every_steps = 100, 1000
+  n = data.dataset_info(config.data).num_train
+  stop_at = config.prune.epoch * (n // config.train.batch_size) + 1  # just after the round
+  monkeypatch.setattr(train.Preemption, 'should_stop', lambda self, step: step == stop_at)
+  assert train.train_and_evaluate(config, str(tmp_path))['preempted']
+  scores = dict(np.load(tmp_path / 'scores.npz'))
+  labels, pred = scores['label'], scores['pred']
+  assert len(np.unique(pred[:, 0])) == 10
+  eligible = (pred[:, 0] == labels) & (pred[:, -1] == labels)
+  assert eligible.mean() >= 0.5  # measured: 93%
+  per_class = np.bincount(labels[eligible], minlength=10) / np.bincount(labels)
+  assert per_class.min() >= 0.25, per_class  # measured: 80% or more
+  assert (~scores['keep']).sum() == round(config.prune.fraction * n)  # no shortfall

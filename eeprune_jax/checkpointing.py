@@ -5,6 +5,7 @@ the keep mask and the statistics some methods track), `progress` (JSON: epoch, s
 epoch, pruning rounds, ledger, history, rng state).
 """
 
+import os
 from typing import Any
 
 from etils import epath
@@ -15,7 +16,10 @@ ITEMS = ('state', 'examples', 'progress')
 
 
 def checkpoint_dir(workdir: epath.PathLike) -> epath.Path:
-  """Where a workdir keeps its Orbax checkpoints."""
+  """Where a workdir keeps its Orbax checkpoints (absolute: Orbax refuses relative paths,
+  so `--workdir=runs/x` is taken relative to the current directory)."""
+  if '://' not in str(workdir):
+    workdir = os.path.abspath(os.fspath(workdir))
   return epath.Path(workdir) / 'checkpoints'
 
 

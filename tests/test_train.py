@@ -426,3 +426,15 @@ def test_baseline_methods_run_end_to_end(method, overrides, tmp_path):
     assert np.all(scores['forget_counts'][~scores['keep']] <=
                   scores['forget_counts'][scores['keep'] & scores['presented']].max())
 
+
+
+def test_relative_workdir_checkpoints(tmp_path, monkeypatch):
+  """`--workdir=runs/x`: Orbax refuses relative paths; the workdir is taken from the cwd."""
+  monkeypatch.chdir(tmp_path)
+  manager = checkpointing.make_manager('runs/x')
+  state = {'w': np.arange(3.0)}
+  checkpointing.save(manager, 5, state, {'keep': np.ones(4, bool)}, {'epoch': 1})
+  manager.wait_until_finished()
+  restored = checkpointing.restore_untyped('runs/x')
+  assert restored['step'] == 5 and (tmp_path / 'runs/x/checkpoints/5').is_dir()
+  np.testing.assert_array_equal(restored['state']['w'], state['w'])

@@ -22,6 +22,8 @@ def base_config() -> ml_collections.ConfigDict:
   data.name = ''  # TFDS name when source == 'tfds', e.g. 'cifar10'.
   data.data_dir = ''  # TFDS data dir: a local path or a gs:// bucket URL; '' = TFDS default.
   data.npz_path = ''  # path of the .npz file when source == 'npz'.
+  # A split or a slice of one, in TFDS's syntax for every source: 'train[:2000]',
+  # 'train[2000:]', 'train[:10%]' (see eeprune_jax/data/sources.py).
   data.train_split = 'train'
   data.eval_split = 'test'
   data.image_size = 32  # images are resized/padded to image_size x image_size.
@@ -103,4 +105,8 @@ def base_config() -> ml_collections.ConfigDict:
   # cost_fraction epochs, fractional; learning-rate schedule compressed to them). compare
   # sets it to the measured cost of the pruned run the baseline is matched with.
   prune.cost_fraction = 1.0
+  # Warn (run output, summary.json, comparison report) when pruning has removed this
+  # share or more of a class: the network then never trains on it again. In (0, 1];
+  # 1.0 warns only for classes pruned entirely.
+  prune.class_warning_share = 0.9
   return config

@@ -135,6 +135,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
          f'config.prune.fraction={p.fraction} is outside [0, 1): it is the share of the '
          'training set to prune (0.4 prunes 40%).')
   _check(errors, p.every >= 0, f'config.prune.every={p.every} must be >= 0 (0 = prune once).')
+  _check(errors, 0.0 < p.class_warning_share <= 1.0,
+         f'config.prune.class_warning_share={p.class_warning_share} is outside (0, 1]: it is '
+         'the pruned share of a class that triggers the warning (0.9 = 90% or more; 1.0 = '
+         'only a class pruned entirely).')
   method = methods.get(p.method) if p.method in methods.names() else None
   if method is not None and method.prunes:
     _check(errors, 0 <= p.epoch < t.num_epochs,

@@ -16,7 +16,9 @@ import numpy as np
 
 from eeprune_jax import checkpointing
 from eeprune_jax import masks
+from eeprune_jax import run_summary
 from eeprune_jax import workdir as workdir_lib
+from eeprune_jax.data import sources
 
 FLAGS = flags.FLAGS
 
@@ -32,6 +34,22 @@ def parameter_table(params: Any, depth: int) -> list[dict[str, Any]]:
     if len(names) <= depth + 1:
       row['shapes'].append(f'{names[-1]}{list(leaf.shape)}')
   return list(rows.values())
+
+
+def _class_names(workdir: str, summary: dict[str, Any], num_classes: int) -> list[str]:
+  """The run's class names: from summary.json, else the data set's metadata, else indices."""
+  if summary.get('class_names'):
+    return list(summary['class_names'])
+  try:
+    import ml_collections  # pylint: disable=g-import-not-at-top
+    data_config = ml_collections.ConfigDict(
+        workdir_lib.read_json(workdir_lib.RunDir(workdir).config)['data'])
+    names = list(sources.class_metadata(data_config)[2])
+    if len(names) == num_classes:
+      return names
+  except Exception:  # pylint: disable=broad-except  # no data set here: indices will do
+    pass
+  return [str(c) for c in range(num_classes)]
 
 
 def inspect_workdir(workdir: str, step: int | None = None, depth: int = 2) -> dict[str, Any]:
@@ -53,14 +71,18 @@ def inspect_workdir(workdir: str, step: int | None = None, depth: int = 2) -> di
     mask = {'num_examples': int(keep.size), 'num_kept': int(keep.sum()),
             'num_pruned': int((~keep).sum()), 'pruned_fraction': float((~keep).mean())}
   summary = workdir_lib.read_json(paths.summary) if paths.summary.exists() else {}
+  per_class = mask.get('pruned_fraction_per_class')
+  class_names = _class_names(workdir, summary, len(per_class)) if per_class else None
   rs = ckpt['progress']
   return {
       'workdir': str(workdir), 'steps': ckpt['all_steps'], 'step': ckpt['step'],
       'epoch': rs.epoch, 'step_in_epoch': rs.step_in_epoch,
       'total_params': sum(r['params'] for r in table), 'exit_head_params': heads,
-      'param_tree': table, 'mask': mask, 'pruning_rounds': rs.rounds,
+      'param_tree': table, 'mask': mask, 'class_names': class_names,
+      'pruning_rounds': rs.rounds,
       'ledger': summary.get('ledger', rs.ledger.to_dict()),
       'test_accuracy': summary.get('test_accuracy'),
+      'warnings': (summary.get('headline') or {}).get('warnings', []),
   }
 
 
@@ -77,13 +99,18 @@ def _print_text(info: dict[str, Any]) -> None:
   print(f"\nkeep mask: {m['num_kept']:,} kept, {m['num_pruned']:,} pruned of "
         f"{m['num_examples']:,} ({m['pruned_fraction']:.1%})")
   if 'pruned_fraction_per_class' in m:
-    shares = ' '.join(f'{c}:{s:.0%}' for c, s in enumerate(m['pruned_fraction_per_class']))
+    names = info['class_names']
+    shares = ' '.join(f'{names[c]}:{s:.0%}' for c, s in enumerate(m['pruned_fraction_per_class']))
     print(f'  pruned per class: {shares}')
   for r in info['pruning_rounds']:
     print(f"  round {r['round']} at epoch {r['epoch']}: pruned {r['num_pruned']} "
           f"(target {r['target_pruned']}, shortfall {r['shortfall']}, cutoff {r['cutoff']})")
+    if r.get('emptied_classes') and not info['warnings']:  # the summary's warnings say it
+      print(f"    WARNING: {run_summary.emptied_warning(r['emptied_classes'], 'it')}")
   if info['test_accuracy']:
     print(f"\ntest accuracy per exit (final last): {info['test_accuracy']}")
+  for w in info['warnings']:
+    print(f'WARNING: {w}')
   print('\nledger:')
   for key, value in info['ledger'].items():
     print(f'  {key}: {value}')

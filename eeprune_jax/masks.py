@@ -118,6 +118,32 @@ def pruned_share_by_class(keep: np.ndarray, labels: np.ndarray,
   return [float(p / t) if t else 0.0 for p, t in zip(pruned, total)]
 
 
+def emptied_classes(keep: np.ndarray, labels: np.ndarray, num_classes: int,
+                    threshold: float) -> list[int]:
+  """Classes (with examples) of which a share >= `threshold` is pruned, ascending."""
+  shares = pruned_share_by_class(np.asarray(keep, bool), np.asarray(labels), num_classes)
+  totals = np.bincount(labels, minlength=num_classes)
+  return [c for c in range(num_classes) if totals[c] and shares[c] >= threshold]
+
+
+def eeprune_decision_margin(scores: dict, exit_index: int, cutoff: float) -> np.ndarray:
+  """How far each example is from flipping EEPrune's decision, in probability units.
+
+  For an eligible example (early and final exit correct): |early-exit confidence - cutoff|
+  (the confidence that decides fraction and threshold mode alike). For an ineligible one:
+  the largest gap, over the exits that misclassify it, between the winning probability and
+  the true label's (exp(-loss)), i.e. how much the label must gain to win. Small = near
+  the boundary: two runs that differ at float level disagree on these examples first.
+  """
+  labels = np.asarray(scores['label'])
+  cols = [exit_index, -1]
+  pred, conf = scores['pred'][:, cols], scores['conf'][:, cols]
+  label_prob = np.exp(-np.asarray(scores['loss'], np.float64)[:, cols])
+  wrong = pred != labels[:, None]
+  gap = np.where(wrong, conf - label_prob, 0.0).max(1)
+  return np.where(wrong.any(1), gap, np.abs(conf[:, 0] - cutoff))
+
+
 def mask_stats(keep: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
   """Overall and per-class pruning statistics of a keep mask, JSON-ready."""
   keep = np.asarray(keep, bool)

@@ -10,6 +10,7 @@ import numpy as np
 from eeprune_jax import masks
 from eeprune_jax import methods
 from eeprune_jax import run_state as run_state_lib
+from eeprune_jax import run_summary
 from eeprune_jax import steps as steps_lib
 from eeprune_jax import tracking
 from eeprune_jax import workdir as workdir_lib
@@ -77,6 +78,9 @@ def prune_round(run: Any, state: steps_lib.TrainState, keep: np.ndarray,
           'target_pruned': result.target_pruned, 'shortfall': result.shortfall,
           'cutoff': None if np.isnan(result.cutoff) else result.cutoff,
           'num_pruned': mstats['num_pruned'], 'pruned_fraction': mstats['pruned_fraction']}
+  info['emptied_classes'] = run_summary.warn_emptied_classes(
+      result.keep, run.pipeline.train_labels, run.info.class_names,
+      config.prune.class_warning_share, info)
   if result.shortfall:
     logging.warning('Pruning round %d: only %d of the %d examples to prune were eligible.',
                     round_index, result.target_pruned - result.shortfall, result.target_pruned)

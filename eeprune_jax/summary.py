@@ -2,6 +2,9 @@
 
   python -m eeprune_jax.summary --config=configs/demo.py [--config.model.name=resnet50]
 
+A TFDS data set (`--config.data.source=tfds`) need not be prepared: the class count and
+channels come from TFDS's registered metadata. `--num_classes` overrides the class count.
+
 Keys: model, stem, width, exits, exit_head, image_shape, num_classes, exit_blocks,
 num_blocks, params, exit_head_params (per exit, shallow to deep), macs_per_exit (MACs
 per example up to and including each exit), final_macs (the plain network's final
@@ -28,19 +31,20 @@ FLAGS = flags.FLAGS
 def _data_shape(config: ml_collections.ConfigDict, num_classes: int) -> tuple[int, tuple]:
   """(num_classes, image shape) from the data set's cheap metadata.
 
-  With `num_classes` given, a data set that is missing or not prepared is no error: the
+  A TFDS data set needs no prepared data: its registered metadata knows the class count.
+  With `num_classes` given, a data set whose metadata cannot be read is no error: the
   image gets 3 channels (the data module only tells us the channel count).
   """
   size = config.data.image_size
   try:
     from eeprune_jax.data import sources  # pylint: disable=g-import-not-at-top
-    info = sources.dataset_info(config.data)
+    classes, channels, _ = sources.class_metadata(config.data)
   except Exception as e:  # pylint: disable=broad-except
     if not num_classes:
       raise
     logging.warning('no data set metadata (%s); assuming 3 channels.', e)
     return num_classes, (size, size, 3)
-  return num_classes or info.num_classes, (size, size, info.image_shape[-1])
+  return num_classes or classes, (size, size, channels)
 
 
 def describe(config: ml_collections.ConfigDict, num_classes: int = 0) -> dict[str, Any]:
@@ -72,7 +76,12 @@ def describe(config: ml_collections.ConfigDict, num_classes: int = 0) -> dict[st
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  print(json.dumps(describe(FLAGS.config, FLAGS.num_classes)))
+  from eeprune_jax.data import sources  # pylint: disable=g-import-not-at-top
+  try:
+    out = describe(FLAGS.config, FLAGS.num_classes)
+  except (sources.UnknownDatasetError, sources.DatasetNotPreparedError) as e:
+    raise app.UsageError(str(e)) from None
+  print(json.dumps(out))
 
 
 def define_flags() -> None:

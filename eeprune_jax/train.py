@@ -31,6 +31,7 @@ from eeprune_jax import models
 from eeprune_jax import parallel
 from eeprune_jax import rounds as rounds_lib
 from eeprune_jax import run_state as run_state_lib
+from eeprune_jax import run_summary
 from eeprune_jax import steps as steps_lib
 from eeprune_jax import tracking
 from eeprune_jax import workdir as workdir_lib
@@ -236,7 +237,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if run.writer:
       run.writer.close()
 
-  return _write_summary(run, rs, keep)
+  summary = _write_summary(run, rs, keep)
+  if run.is_writer:
+    print(run_summary.closing_lines(summary, workdir), flush=True)
+  return summary
 
 
 def _epoch_line(record: dict[str, Any], num_train: int) -> str:
@@ -288,6 +292,7 @@ def _write_summary(run: _Run, rs: run_state_lib.RunState, keep: np.ndarray
       'devices': jax.device_count(),
       'processes': jax.process_count(),
   }
+  summary = run_summary.with_headline(summary, run.workdir, run.info.class_names)
   if run.is_writer:
-    workdir_lib.write_json(run.paths.summary, summary)
+    workdir_lib.write_json(run.paths.summary, summary, sort_keys=False)
   return summary

@@ -68,7 +68,7 @@ class CompareDir:
 MUTABLE_FIELDS = frozenset({
     'data.data_dir', 'data.npz_path', 'train.log_every_steps', 'train.progress_bar',
     'train.checkpoint_every_epochs', 'train.keep_checkpoints', 'train.compilation_cache_dir',
-    'train.steps_per_dispatch',
+    'train.steps_per_dispatch', 'prune.class_warning_share',
 })
 
 
@@ -80,9 +80,10 @@ def write_bytes(path: epath.PathLike, data: bytes) -> None:
   tmp.replace(path)  # a reader sees the old file or the new one, never a partial one
 
 
-def write_json(path: epath.PathLike, obj: Any) -> None:
-  """Writes JSON atomically (temporary name, then rename)."""
-  write_bytes(epath.Path(path), (json.dumps(obj, indent=2, sort_keys=True) + '\n').encode())
+def write_json(path: epath.PathLike, obj: Any, sort_keys: bool = True) -> None:
+  """Writes JSON atomically (temporary name, then rename); keys sorted unless told not to
+  (summary.json keeps its order: the headline facts come first)."""
+  write_bytes(epath.Path(path), (json.dumps(obj, indent=2, sort_keys=sort_keys) + '\n').encode())
 
 
 def write_npz(path: epath.PathLike, **arrays: np.ndarray) -> None:

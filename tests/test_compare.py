@@ -8,10 +8,12 @@ import subprocess
 import sys
 
 import ml_collections
+import numpy as np
 import pytest
 
 from eeprune_jax import compare
 from eeprune_jax import report
+from eeprune_jax.report import plots
 from eeprune_jax import train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -21,11 +23,12 @@ PLOTS = (report.ACCURACY_PLOT, report.CLASS_PLOT, report.HIST_PLOT, report.GRID_
 
 
 def demo_config(**compare_fields) -> ml_collections.ConfigDict:
-  """configs/compare_demo.py shrunk to seconds per run (8x8 digits, 2 epochs)."""
+  """configs/compare_demo.py shrunk to seconds per run (8x8 digits, 2 epochs, pruning after 1)."""
   config = runpy.run_path(str(DEMO))['get_config']()
   config.data.image_size = 8  # the digits' native size
   config.model.width = 0.25
   config.train.num_epochs = 2
+  config.prune.epoch = 1
   config.train.batch_size = 128
   config.train.eval_batch_size = 256
   config.train.log_every_steps = 100
@@ -144,7 +147,7 @@ def test_run_configs_change_only_the_method_fields():
   assert [s.name for s in specs] == [
       'none_f0_s0', 'none_f0_s1', 'random_f0.5_s0', 'random_f0.5_s1',
       'final_confidence_f0.5_s0', 'final_confidence_f0.5_s1', 'eeprune_mid_f0.5_s0',
-      'eeprune_mid_f0.5_s1']
+      'eeprune_mid_f0.5_s1', 'eeprune_mid_balanced_f0.5_s0', 'eeprune_mid_balanced_f0.5_s1']
   config.model.exits = '2,5'
   config.prune.exit = 1
   shallow = compare.run_config(config, compare.RunSpec('eeprune_shallow', 0.5, 1))
@@ -167,3 +170,71 @@ def test_report_without_finished_runs_skips_the_plots(tmp_path):
   assert text.count('Skipped:') == 4 and 'boom' in text and 'No run has finished yet' in text
   assert '`none_f0_s0`' in text.split('### Not run yet')[1]
   assert not any((tmp_path / name).exists() for name in PLOTS)
+
+
+NAMES = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine')
+
+
+def _with_emptied_class(summary, c, headline):
+  """A copy of a run summary whose pruning took all of class c, old or new format."""
+  out = json.loads(json.dumps(summary))
+  out['pruning']['pruned_fraction_per_class'][c] = 1.0
+  out['class_names'] = list(NAMES)
+  if headline:
+    out['headline']['pruning']['emptied_classes'] = [
+        {'class': c, 'name': NAMES[c], 'pruned': 150, 'total': 150, 'pruned_share': 1.0}]
+  else:
+    del out['headline']
+  return out
+
+
+def test_report_warns_of_emptied_classes_and_names_classes(comparison, tmp_path):
+  workdir, results, _ = comparison
+  done = {r.name: r for r in results if r.finished}
+  runs = [done['none_f0_s0'],
+          report.RunResult('random_f0.3_s0', 'random', 0.3, 0, done['random_f0.3_s0'].run_dir,
+                           summary=_with_emptied_class(done['random_f0.3_s0'].summary, 3, False)),
+          report.RunResult('eeprune_mid_f0.3_s0', 'eeprune_mid', 0.3, 0,
+                           done['eeprune_mid_f0.3_s0'].run_dir,
+                           summary=_with_emptied_class(done['eeprune_mid_f0.3_s0'].summary, 7,
+                                                       True))]
+  text = pathlib.Path(report.write_report(str(tmp_path), runs,
+                                          base_config=demo_config())).read_text()
+  assert text.index('## ⚠ Warnings') < text.index('## Results')
+  warnings = text.split('## ⚠ Warnings')[1].split('\n## ')[0]
+  assert "**random_f0.3_s0**: pruning emptied class 3 'three' (100% pruned)" in warnings
+  assert ("**eeprune_mid_f0.3_s0**: pruning emptied class 7 'seven' (100% pruned, 150 of 150)"
+          in warnings)
+  assert 'none_f0_s0' not in warnings
+  # Without emptied classes, no section.
+  plain = pathlib.Path(report.write_report(str(tmp_path), runs[:1],
+                                           base_config=demo_config())).read_text()
+  assert 'Warnings' not in plain
+  # The per-class plot labels its bars with the names stored in the summaries.
+  labels = plots.plot_pruned_share_per_class(str(tmp_path / 'p.png'), runs, 0.3,
+                                             ['random', 'eeprune_mid'],
+                                             plots.run_class_names(runs[1].summary))
+  assert labels == list(NAMES)
+
+
+def test_demo_prunes_where_the_network_predicts_every_class(tmp_path, monkeypatch):
+  """configs/compare_demo.py as shipped, up to its pruning round (eeprune_mid, seed 0): the
+  early exit predicts every class and most examples are eligible, so the confidence
+  ranking, not a degenerate eligible set, decides what is pruned."""
+  from eeprune_jax import data  # pylint: disable=g-import-not-at-top
+  config = compare.run_config(runpy.run_path(str(DEMO))['get_config'](),
+                              compare.RunSpec('eeprune_mid', 0.3, 0))
+  # Fields that leave the training trajectory unchanged: fewer checkpoints and host syncs.
+  config.train.checkpoint_every_epochs, config.train.log_every_steps = 100, 1000
+  n = data.dataset_info(config.data).num_train
+  stop_at = config.prune.epoch * (n // config.train.batch_size) + 1  # just after the round
+  monkeypatch.setattr(train.Preemption, 'should_stop', lambda self, step: step == stop_at)
+  assert train.train_and_evaluate(config, str(tmp_path))['preempted']
+  scores = dict(np.load(tmp_path / 'scores.npz'))
+  labels, pred = scores['label'], scores['pred']
+  assert len(np.unique(pred[:, 0])) == 10
+  eligible = (pred[:, 0] == labels) & (pred[:, -1] == labels)
+  assert eligible.mean() >= 0.5  # measured: 93%
+  per_class = np.bincount(labels[eligible], minlength=10) / np.bincount(labels)
+  assert per_class.min() >= 0.25, per_class  # measured: 80% or more
+  assert (~scores['keep']).sum() == round(config.prune.fraction * n)  # no shortfall

@@ -171,6 +171,11 @@ def test_device_backend_without_tensorflow():
       assert b['image'].shape == (32, 32, 32, 1)
       n = sum(int(b['valid'].sum()) for b in pipe.eval_batches('eval'))
       assert n == 360, n
+      # Split slices need no TensorFlow either.
+      cfg.train_split, cfg.eval_split = 'train[:800]', 'test[50%:]'
+      pipe = data.create_pipeline(cfg, batch_size=32, eval_batch_size=64,
+                                  mesh=parallel.make_mesh(), seed=1)
+      assert (pipe.info.num_train, pipe.info.num_eval) == (800, 180), pipe.info
       print('OK')
   """)
   env = dict(os.environ, XLA_FLAGS='')
@@ -179,6 +184,104 @@ def test_device_backend_without_tensorflow():
   res = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                        env=env, timeout=120, check=False)
   assert res.returncode == 0 and 'OK' in res.stdout, res.stderr[-3000:]
+
+
+# --- split slices ------------------------------------------------------------------------
+
+# Valid for some sizes of the parametrized test and not for others (then both refuse).
+SLICE_SPECS = ('train', 'train[:100]', 'train[100:]', 'train[-10:]', 'train[5:-5]',
+               'train[:10%]', 'train[10%:]', 'train[-25%:]', 'train[12.5%:87.5%]',
+               'train[:33.3%]', 'train[1:2%]', 'test[25%:75%]', 'test[:1_0]', 'train[-77:]',
+               'train[:2000]', 'train[-2000:]', 'train[:101%]', 'train[1.5:]', 'train[:]',
+               'train[3]', 'train[a:b]')
+
+
+@pytest.mark.parametrize('size', [77, 200, 1437])
+def test_split_slices_mean_what_tfds_means(size):
+  """`slice_range` (no TensorFlow) resolves every spec as TFDS does, or both refuse it."""
+  import types  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  infos = {s: types.SimpleNamespace(num_examples=size, shard_lengths=[size])
+           for s in ('train', 'test')}
+  accepted = 0
+  for spec in SLICE_SPECS:
+    try:
+      (ins,) = tfds.core.ReadInstruction.from_spec(spec).to_absolute(infos)
+    except ValueError:
+      with pytest.raises(ValueError, match=r'split .*'):
+        sources.slice_range(spec, lambda name: size)
+      continue
+    expected = (ins.splitname, ins.from_ or 0, size if ins.to is None else ins.to)
+    assert sources.slice_range(spec, lambda name: size) == expected, spec
+    accepted += 1
+  assert accepted >= 10
+  with pytest.raises(ValueError, match='compound splits'):  # TFDS would read both
+    sources.slice_range('train+test', lambda name: size)
+
+
+def test_digits_slices_keep_the_canonical_order(mesh):
+  full_images, full_labels = sources.load_arrays(_config(image_size=16), 'train')
+  sliced = dict(image_size=16, train_split='train[1000:]', eval_split='test[:25%]')
+  cfg = _config(**sliced)
+  info = data.dataset_info(cfg)
+  assert (info.num_train, info.num_eval, info.num_classes) == (437, 90, 10)
+  images, labels = sources.load_arrays(cfg, 'train')
+  np.testing.assert_array_equal(images, full_images[1000:])
+  np.testing.assert_array_equal(labels, full_labels[1000:])
+  np.testing.assert_array_equal(sources.load_labels(cfg, 'eval'),
+                                sources.load_labels(_config(), 'eval')[:90])
+  # Stable indices count from the start of the slice: index k is whole-split 1000 + k.
+  pipe = _pipeline(mesh, batch_size=32, eval_batch_size=32, augment='none', **sliced)
+  cat = _check_eval_cover(pipe, 'train', mesh)
+  valid = cat['valid']
+  np.testing.assert_array_equal(cat['label'][valid], full_labels[1000 + cat['index'][valid]])
+  with pytest.raises(ValueError, match=r"'train\[:2000\]'.*1437"):
+    data.dataset_info(_config(train_split='train[:2000]'))
+
+
+def _jpeg_npz(path, rng, sizes):
+  """A small npz in the JPEG layout, with class names."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  arrays = {'class_names': np.array(['ant', 'bee', 'cat'])}
+  for split, n in sizes.items():
+    blobs = []
+    for _ in range(n):
+      buf = io.BytesIO()
+      Image.fromarray(rng.integers(0, 256, (12, 12, 3), np.uint8)).save(buf, format='JPEG')
+      blobs.append(np.frombuffer(buf.getvalue(), np.uint8))
+    arrays[f'{split}_jpeg'] = np.concatenate(blobs)
+    arrays[f'{split}_offsets'] = np.concatenate([[0], np.cumsum([len(b) for b in blobs])])
+    arrays[f'{split}_labels'] = np.arange(n) % 3
+  np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize('layout', ['raw', 'jpeg'])
+def test_npz_slices(tmp_path, layout):
+  rng = np.random.default_rng(0)
+  path = tmp_path / 'toy.npz'
+  if layout == 'raw':
+    np.savez(path, images=rng.integers(0, 256, (90, 12, 12, 3), np.uint8),
+             labels=np.arange(90) % 3, test_images=rng.integers(0, 256, (30, 12, 12, 3), np.uint8),
+             test_labels=np.arange(30) % 3)
+  else:
+    _jpeg_npz(path, rng, {'train': 90, 'test': 30})
+  whole = _config(source='npz', npz_path=str(path), image_size=12)
+  full_images, full_labels = sources.load_arrays(whole, 'train')
+  # The slice misses class 2 at its end, not its count: classes come from the whole split.
+  cfg = _config(source='npz', npz_path=str(path), image_size=12,
+                train_split='train[-10%:-1]', eval_split='test[:4]')
+  info = data.dataset_info(cfg)
+  assert (info.num_train, info.num_eval, info.num_classes) == (8, 4, 3)
+  if layout == 'jpeg':
+    assert info.class_names == ('ant', 'bee', 'cat')
+  images, labels = sources.load_arrays(cfg, 'train')
+  np.testing.assert_array_equal(images, full_images[81:89])
+  np.testing.assert_array_equal(labels, full_labels[81:89])
+  np.testing.assert_array_equal(sources.load_labels(cfg, 'train'), full_labels[81:89])
+  assert sources.num_examples(cfg, 'eval') == 4
+  with pytest.raises(ValueError, match=r"'test\[:31\]'.*30 examples"):
+    sources.num_examples(_config(source='npz', npz_path=str(path), eval_split='test[:31]'),
+                         'eval')
 
 
 # --- npz ---------------------------------------------------------------------------------
@@ -332,3 +435,25 @@ def test_shared_jpeg_npz_matches_tfds():
   tfds_images, _ = sources.load_arrays(_config(**SHARED_CFG), 'train')
   np.testing.assert_array_equal(tfds_images[:12], np.stack(
       [ex['image'] for ex in tfds.as_numpy(ds)]))
+
+
+@needs_shared_tfds
+@needs_shared_npz
+def test_shared_tfds_copy_gets_the_class_names_of_the_npz():
+  """The TFDS copy stores only '0'..'9' as names; the sources show CIFAR-10's names."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  stored = tfds.builder('cifar10', data_dir=str(SHARED_TFDS)).info.features['label'].names
+  assert list(stored) == [str(i) for i in range(10)]  # why the table is needed
+  with np.load(SHARED_NPZ) as f:
+    npz_names = tuple(str(c) for c in f['class_names'])
+  assert data.dataset_info(_config(**SHARED_CFG)).class_names == npz_names
+  assert sources.class_metadata(_config(**SHARED_CFG))[2] == npz_names
+
+
+def test_known_class_names_only_replace_indices():
+  assert sources.named_classes('cifar100', None, 100)[:3] == ('apple', 'aquarium_fish', 'baby')
+  assert len(set(sources.named_classes('cifar100', None, 100))) == 100
+  assert sources.named_classes('cifar10/x:3.0.2', [str(i) for i in range(10)], 10)[0] == 'airplane'
+  assert sources.named_classes('cifar10', ['a'] * 10, 10) == ('a',) * 10  # real names stay
+  assert sources.named_classes('digits', None, 3) == ('0', '1', '2')
+  assert sources.named_classes('cifar10', None, 7) == tuple('0123456')  # a count mismatch

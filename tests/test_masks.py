@@ -147,3 +147,30 @@ def test_class_balanced_eeprune_takes_each_class_most_confident_first():
                              labels=labels, prior_keep=None, target_pruned=4,
                              rng=np.random.default_rng(0)).keep
   np.testing.assert_array_equal(np.flatnonzero(~unbalanced), [0, 1, 2, 3])
+
+
+def test_emptied_classes_are_those_at_or_above_the_share():
+  labels = np.array([0] * 10 + [1] * 10 + [2] * 5 + [4] * 4)  # class 3: no examples
+  keep = np.ones(len(labels), bool)
+  keep[:10] = False  # class 0: all pruned
+  keep[10:19] = False  # class 1: 90%
+  keep[20:24] = False  # class 2: 80%
+  assert masks.emptied_classes(keep, labels, 5, 0.9) == [0, 1]
+  assert masks.emptied_classes(keep, labels, 5, 1.0) == [0]
+  assert masks.emptied_classes(keep, labels, 5, 0.8) == [0, 1, 2]
+  assert masks.emptied_classes(np.ones(len(labels), bool), labels, 5, 0.1) == []
+
+
+def test_decision_margin_is_the_distance_to_flipping_the_rule():
+  labels = np.array([0, 0, 1, 1])
+  scores = {
+      'label': labels,
+      'pred': np.array([[0, 0], [0, 0], [0, 1], [0, 0]]),  # 2: early wrong; 3: both wrong
+      'conf': np.array([[0.9, 0.8], [0.55, 0.9], [0.6, 0.7], [0.7, 0.5]]),
+      # exp(-loss) is the label's probability: 0.35 at the early exit of example 2, 0.45
+      # and 0.2 at the two exits of example 3.
+      'loss': -np.log(np.array([[0.9, 0.8], [0.55, 0.9], [0.35, 0.7], [0.45, 0.2]])),
+  }
+  margin = masks.eeprune_decision_margin(scores, 0, cutoff=0.6)
+  # Eligible: |early conf - cutoff|. Ineligible: the largest gap the label must close.
+  np.testing.assert_allclose(margin, [0.3, 0.05, 0.25, 0.3])

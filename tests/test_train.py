@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,10 +17,25 @@ import pytest
 from eeprune_jax import checkpointing
 from eeprune_jax import config_checks
 from eeprune_jax import inspect as inspect_lib
+from eeprune_jax import masks
+from eeprune_jax import run_summary
 from eeprune_jax import train
 import tiny_config as tiny_config_lib
 
 TESTS = pathlib.Path(__file__).resolve().parent
+
+# What runs on different device counts promise (README, "Determinism"): float reduction
+# order differs, so training drifts apart; the keep masks still agree on at least this
+# share of the examples (measured on the tiny config: 97.4-99.4% for 1 vs 8 devices over
+# seeds 0-2; 99.4% for 4 vs 8 devices, seed 0) ...
+DEVICE_COUNT_AGREEMENT = 0.95
+# ... and the examples they disagree on sit at the decision boundary: 90% of them within
+# this margin (masks.eeprune_decision_margin, probability units) in one of the two runs
+# (measured: 0.002-0.028) ...
+BOUNDARY_MARGIN = 0.05
+# ... and their median margin is below this share of the median margin of all examples
+# (measured: 0.02-0.04).
+BOUNDARY_MEDIAN_RATIO = 0.25
 
 
 def tiny_config(**overrides):
@@ -35,6 +51,64 @@ def tiny_config(**overrides):
 def full_run(tmp_path_factory):
   workdir = tmp_path_factory.mktemp('full')
   return workdir, train.train_and_evaluate(tiny_config(), str(workdir))
+
+
+@pytest.fixture(scope='module')
+def one_device_run(tmp_path_factory):
+  """The same config on 1 device: a subprocess without the 8-device flag."""
+  workdir = tmp_path_factory.mktemp('one_device')
+  script = (f'import sys; sys.path.insert(0, {os.path.dirname(__file__)!r})\n'
+            'import jax, test_train\n'
+            'assert jax.device_count() == 1\n'
+            f'test_train.train.train_and_evaluate(test_train.tiny_config(), {str(workdir)!r})\n')
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  subprocess.run([sys.executable, '-c', script], check=True, env=env, timeout=600,
+                  stdout=subprocess.DEVNULL)
+  return workdir, json.loads((workdir / 'summary.json').read_text())
+
+
+def _assert_same_run(dir_a, summary_a, dir_b, summary_b):
+  """Bit-identical results: keep mask, every per-example score, metrics and parameters."""
+  np.testing.assert_array_equal(np.load(dir_a / 'keep_mask.npy'), np.load(dir_b / 'keep_mask.npy'))
+  with np.load(dir_a / 'scores.npz') as a, np.load(dir_b / 'scores.npz') as b:
+    assert sorted(a.files) == sorted(b.files)
+    for k in a.files:
+      np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+  assert len(summary_a['history']) == len(summary_b['history'])
+  for a, b in zip(summary_a['history'], summary_b['history']):
+    if a['steps'] == b['steps']:
+      assert a == b  # every metric of the epoch
+    else:  # resumed mid-epoch: its train metrics cover the steps after the resume only
+      assert b['steps'] < a['steps']
+      assert {k: v for k, v in a.items() if not k.startswith('train_') and k != 'steps'} == (
+          {k: v for k, v in b.items() if not k.startswith('train_') and k != 'steps'})
+  assert summary_a['test_accuracy'] == summary_b['test_accuracy']
+  counters = ('examples_trained', 'train_steps', 'examples_scored', 'examples_evaluated')
+  assert [summary_a['ledger'][k] for k in counters] == [summary_b['ledger'][k] for k in counters]
+  assert summary_a['pruning'] == summary_b['pruning']  # rounds, cutoffs, mask fingerprint
+  params_a = checkpointing.restore_untyped(dir_a)['state']['params']
+  params_b = checkpointing.restore_untyped(dir_b)['state']['params']
+  jax.tree.map(np.testing.assert_array_equal, params_a, params_b)
+
+
+def _assert_agree_near_the_boundary(dir_a, summary_a, dir_b, summary_b):
+  """Keep masks of different device counts: the promised share, disagreements at the edge."""
+  keep_a, keep_b = np.load(dir_a / 'keep_mask.npy'), np.load(dir_b / 'keep_mask.npy')
+  assert (~keep_a).sum() == (~keep_b).sum() == summary_a['pruning']['num_pruned']
+  agreement = float(np.mean(keep_a == keep_b))
+  assert agreement >= DEVICE_COUNT_AGREEMENT, agreement
+  differ = keep_a != keep_b
+  if not differ.any():
+    return
+  margins = []
+  for d, summary in ((dir_a, summary_a), (dir_b, summary_b)):
+    with np.load(d / 'scores.npz') as scores:
+      cutoff = summary['pruning']['rounds'][0]['cutoff']
+      margins.append(masks.eeprune_decision_margin(dict(scores), 0, cutoff))
+  near = np.minimum(*margins)
+  assert np.quantile(near[differ], 0.9) <= BOUNDARY_MARGIN, np.sort(near[differ])
+  assert np.median(near[differ]) <= BOUNDARY_MEDIAN_RATIO * np.median(near), (
+      np.median(near[differ]), np.median(near))
 
 
 def test_run_prunes_exactly_and_leaves_its_artefacts(full_run):
@@ -54,6 +128,9 @@ def test_run_prunes_exactly_and_leaves_its_artefacts(full_run):
   assert np.all(scores['pred'][pruned, 1] == scores['label'][pruned])
   assert len(summary['history']) == 3 and len(summary['test_accuracy']) == 2
   assert json.loads((workdir / 'summary.json').read_text())['pruning']['num_pruned'] == (~keep).sum()
+  # The regime the tiny config is chosen for: the early exit predicts most classes at the
+  # pruning epoch, and the full target is pruned.
+  assert len(np.unique(scores['pred'][:, 0])) >= 8 and rnd['shortfall'] == 0
 
 
 def test_ledger_counts_what_ran(full_run):
@@ -62,29 +139,33 @@ def test_ledger_counts_what_ran(full_run):
   assert ledger['examples_trained'] == sum(h['steps'] for h in hist) * 64
   assert ledger['examples_scored'] == summary['pruning']['num_examples']
   # Epochs after pruning are shorter, so the run costs less than full-data training.
-  assert hist[1]['steps'] < hist[0]['steps']
+  assert hist[-1]['steps'] < hist[0]['steps']
   assert ledger['examples_trained_vs_full_data'] < 1
   expected = (ledger['train_macs'] + ledger['score_macs']) / ledger['full_data_train_macs']
   assert ledger['cost_vs_full_data'] == pytest.approx(expected)
 
 
-def test_preempted_run_resumes_to_the_same_result(full_run, tmp_path, monkeypatch):
+def test_same_device_count_run_twice_is_bit_identical(full_run, tmp_path):
   full_dir, full_summary = full_run
-  # Mid-epoch, after the pruning round: the loop checks between dispatches of
-  # log_every_steps (5) steps, so it stops at the first dispatch boundary from here on.
-  stop_at = full_summary['history'][1]['step'] - 8
-  monkeypatch.setattr(train.Preemption, 'should_stop', lambda self, step: step >= stop_at)
+  again = train.train_and_evaluate(tiny_config(), str(tmp_path))
+  _assert_same_run(full_dir, full_summary, tmp_path, again)
+
+
+def test_preempted_run_resumes_to_the_same_result(full_run, tmp_path, monkeypatch, capsys):
+  full_dir, full_summary = full_run
+  stop_at = full_summary['history'][-1]['step'] - 3  # mid-epoch, after the pruning round
+  assert stop_at > full_summary['pruning']['rounds'][0]['step']
+  monkeypatch.setattr(train.Preemption, 'should_stop', lambda self, step: step == stop_at)
   first = train.train_and_evaluate(tiny_config(), str(tmp_path))
-  assert first['preempted'] and stop_at <= first['step'] < full_summary['history'][1]['step']
-  assert checkpointing.make_manager(tmp_path).latest_step() == first['step']
+  assert first == {'preempted': True, 'step': stop_at}
+  assert checkpointing.make_manager(tmp_path).latest_step() == stop_at
+  assert 'Run finished' not in capsys.readouterr().out
   monkeypatch.undo()
   resumed = train.train_and_evaluate(tiny_config(), str(tmp_path))
-  np.testing.assert_array_equal(np.load(tmp_path / 'keep_mask.npy'),
-                                np.load(full_dir / 'keep_mask.npy'))
-  assert resumed['test_accuracy'] == full_summary['test_accuracy']
-  a = checkpointing.restore_untyped(full_dir)['state']['params']
-  b = checkpointing.restore_untyped(tmp_path)['state']['params']
-  jax.tree.map(np.testing.assert_array_equal, a, b)
+  _assert_same_run(full_dir, full_summary, tmp_path, resumed)
+  # The resumed run ends with the closing summary, like an uninterrupted one.
+  assert capsys.readouterr().out.rstrip().endswith(
+      run_summary.closing_lines(resumed, str(tmp_path)).rstrip())
   # The last-pass table survives the preemption too (it is in the checkpoint).
   last = f"last_pass/epoch{len(full_summary['history']):04d}.npz"
   for k, v in np.load(full_dir / last).items():
@@ -95,19 +176,20 @@ def test_last_pass_files_hold_each_examples_latest_training_pass(full_run):
   workdir, summary = full_run
   keep = np.load(workdir / 'keep_mask.npy')
   prune_epoch = summary['pruning']['rounds'][0]['epoch']
+  batch = summary['config']['train']['batch_size']
   for e in range(1, len(summary['history']) + 1):
     table = np.load(workdir / f'last_pass/epoch{e:04d}.npz')
     assert table['conf'].dtype == np.float16 and table['conf'].shape == (len(keep), 2)
     np.testing.assert_array_equal(table['index'], np.arange(len(keep)))
     seen_now = table['epoch'] == e - 1
     # Every epoch trains on steps x batch of the kept examples, each once.
-    assert seen_now.sum() == summary['history'][e - 1]['steps'] * 64
+    assert seen_now.sum() == summary['history'][e - 1]['steps'] * batch
     if e > prune_epoch:  # pruned examples were last trained on before the round
       assert np.all(table['epoch'][~keep] < prune_epoch)
     assert np.all((table['conf'][seen_now] > 0) & (table['conf'][seen_now] <= 1))
 
 
-def test_inspect_reads_the_checkpoint(full_run):
+def test_inspect_reads_the_checkpoint(full_run, capsys, tmp_path):
   workdir, summary = full_run
   info = inspect_lib.inspect_workdir(str(workdir))
   assert info['step'] == summary['history'][-1]['step']
@@ -115,6 +197,62 @@ def test_inspect_reads_the_checkpoint(full_run):
   assert set(info['exit_head_params']) == {'exit_0'}
   assert info['total_params'] > info['exit_head_params']['exit_0'] > 0
   assert len(info['mask']['pruned_fraction_per_class']) == 10
+  assert info['class_names'] == summary['class_names']
+  # Per-class lines name the classes, from summary.json (digits' names are the indices:
+  # a copy of the run with other names tells them apart).
+  names = [f'c{i}' for i in range(10)]
+  copy = tmp_path / 'copy'
+  shutil.copytree(workdir, copy)
+  (copy / 'summary.json').write_text(json.dumps({**summary, 'class_names': names}))
+  inspect_lib._print_text(inspect_lib.inspect_workdir(str(copy)))  # pylint: disable=protected-access
+  per_class = [l for l in capsys.readouterr().out.splitlines() if 'pruned per class' in l][0]
+  shares = summary['pruning']['pruned_fraction_per_class']
+  assert per_class.split(': ', 1)[1].split() == [f'{n}:{s:.0%}' for n, s in zip(names, shares)]
+
+
+def test_summary_json_opens_with_the_headline(full_run):
+  workdir, summary = full_run
+  stored = json.loads((workdir / 'summary.json').read_text())
+  assert list(stored)[:2] == ['headline', 'class_names'] and stored['headline'] == summary['headline']
+  h = summary['headline']
+  assert list(h['test_accuracy'].values()) == summary['test_accuracy']
+  assert list(h['test_accuracy']) == ['exit0', 'final']
+  p, rnd = h['pruning'], summary['pruning']['rounds'][-1]
+  assert (p['target_pruned'], p['num_pruned'], p['shortfall']) == (
+      rnd['target_pruned'], summary['pruning']['num_pruned'], rnd['shortfall'])
+  assert h['cost_vs_full_data'] == summary['ledger']['cost_vs_full_data']
+  assert set(h['wall_seconds']) == set(summary['ledger']['seconds']) | {'total'}
+  for name in h['files']:
+    assert (workdir / name).exists(), name
+  assert {'summary.json', 'keep_mask.npy', 'scores.npz', 'checkpoints'} <= set(h['files'])
+  # The closing summary states the same facts.
+  text = run_summary.closing_lines(summary, str(workdir))
+  for acc in summary['test_accuracy']:
+    assert f'{100 * acc:.2f}%' in text
+  assert f"target {p['target_pruned']:,}, shortfall {p['shortfall']:,}" in text
+  assert f"{h['cost_vs_full_data']:.3f} x full-data training" in text
+  assert all(name in text for name in h['files'])
+
+
+def test_a_class_pruned_beyond_the_warning_share_is_reported(tmp_path, caplog):
+  """Random pruning of 30% with the warning share at 30%: about half the classes lose 30%
+  or more; exactly those are reported, in the log, the round and summary.json."""
+  config = tiny_config(**{'prune.method': 'random', 'prune.class_warning_share': 0.3,
+                          'train.num_epochs': 2, 'prune.epoch': 1})
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  keep = np.load(tmp_path / 'keep_mask.npy')
+  labels = np.load(tmp_path / 'scores.npz')['label']
+  share = np.array([np.mean(~keep[labels == c]) for c in range(10)])
+  expected = [int(c) for c in np.flatnonzero(share >= 0.3)]
+  assert 0 < len(expected) < 10  # the check below tells reported from unreported classes
+  rows = summary['pruning']['rounds'][0]['emptied_classes']
+  assert [r['class'] for r in rows] == expected
+  assert [r['pruned'] for r in rows] == [int((~keep[labels == c]).sum()) for c in expected]
+  assert summary['headline']['pruning']['emptied_classes'] == rows
+  assert any('emptied class' in w for w in summary['headline']['warnings'])
+  logged = [r.getMessage() for r in caplog.records if 'emptied class' in r.getMessage()]
+  assert len(logged) == 1 and all(f"class {c} '{c}'" in logged[0] for c in expected)
+  assert 'WARNING: Pruning emptied class' in run_summary.closing_lines(summary, str(tmp_path))
 
 
 def test_workdir_of_another_config_is_refused_before_compute(full_run):
@@ -131,6 +269,7 @@ def test_workdir_of_another_config_is_refused_before_compute(full_run):
     ('model.exits', '3,40', 'config.model.exits'),
     ('prune.exit', 2, 'config.prune.exit=2 is not an exit index'),
     ('data.source', 'mnist', "config.data.source='mnist'"),
+    ('prune.class_warning_share', 0.0, 'config.prune.class_warning_share=0.0 is outside (0, 1]'),
 ])
 def test_bad_config_is_named(field, value, message):
   with pytest.raises(config_checks.ConfigError, match=message.replace('(', r'\(')):
@@ -148,22 +287,12 @@ def test_non_finite_loss_stops_with_step_and_a_fixed_config_restarts(tmp_path):
   assert len(train.train_and_evaluate(config, str(tmp_path))['history']) == 1
 
 
-def test_one_device_gives_the_same_masks_as_eight(full_run, tmp_path):
-  """The same config on 1 device (a subprocess without the 8-device flag) prunes the same."""
-  full_dir, _ = full_run
-  script = (f'import sys; sys.path.insert(0, {os.path.dirname(__file__)!r})\n'
-            'import jax, test_train\n'
-            'assert jax.device_count() == 1\n'
-            f'test_train.train.train_and_evaluate(test_train.tiny_config(), {str(tmp_path)!r})\n')
-  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
-  subprocess.run([sys.executable, '-c', script], check=True, env=env, timeout=600)
-  np.testing.assert_array_equal(np.load(tmp_path / 'keep_mask.npy'),
-                                np.load(full_dir / 'keep_mask.npy'))
-  # Every exit's prediction agrees too. Confidences are not compared exactly: one step
-  # agrees to ~1e-6 (float reduction order; see the single-step test), which 40 steps of
-  # training amplify to a few hundredths.
-  one, eight = np.load(tmp_path / 'scores.npz'), np.load(full_dir / 'scores.npz')
-  np.testing.assert_array_equal(one['pred'], eight['pred'])
+def test_one_and_eight_devices_agree_on_the_mask_up_to_boundary_cases(full_run,
+                                                                      one_device_run):
+  """Not bit-identical: one step agrees to ~1e-6 (float reduction order; see the
+  single-step test), and 44 training steps amplify that to a few hundredths in the
+  confidences, so examples at the cutoff can fall either way."""
+  _assert_agree_near_the_boundary(*full_run, *one_device_run)
 
 
 def _main_command(workdir, *flags):
@@ -195,8 +324,9 @@ app.run(main.main)
 """
 
 
-def test_two_hosts_agree_with_one(full_run, tmp_path):
-  """2 processes x 2 CPU devices (jax.distributed on localhost) give the 1-process mask."""
+def test_two_hosts_hold_one_mask(full_run, tmp_path):
+  """2 processes x 2 CPU devices (jax.distributed on localhost): both processes hold the
+  same mask, which agrees with the 8-device one as different device counts do."""
   full_dir, full_summary = full_run
   with socket.socket() as s:
     s.bind(('localhost', 0))
@@ -211,17 +341,19 @@ def test_two_hosts_agree_with_one(full_run, tmp_path):
     _, err = p.communicate(timeout=600)
     assert p.returncode == 0, err[-3000:]
   hosts = [json.loads((tmp_path / f'run.host{i}.json').read_text()) for i in range(2)]
-  expected = full_summary['pruning']['keep_mask_sha256']
-  assert [h['keep_mask_sha256'] for h in hosts] == [expected, expected]
-  np.testing.assert_array_equal(np.load(workdir / 'keep_mask.npy'),
-                                np.load(full_dir / 'keep_mask.npy'))
+  summary = json.loads((workdir / 'summary.json').read_text())
+  assert summary['devices'] == 4 and summary['processes'] == 2
+  assert hosts[0]['keep_mask_sha256'] == hosts[1]['keep_mask_sha256'] == (
+      summary['pruning']['keep_mask_sha256'])
+  _assert_agree_near_the_boundary(full_dir, full_summary, workdir, summary)
   # Checkpoints written once: one directory per saved step, no leftovers from a second writer.
   steps = sorted(p.name for p in (workdir / 'checkpoints').iterdir())
   assert steps == sorted(p.name for p in (full_dir / 'checkpoints').iterdir())
 
 
-def test_sigterm_saves_and_a_rerun_continues(full_run, tmp_path):
-  full_dir, full_summary = full_run
+def test_sigterm_saves_and_a_rerun_continues(one_device_run, tmp_path):
+  """On 1 device; the resumed run is bit-identical to the uninterrupted 1-device run."""
+  full_dir, full_summary = one_device_run
   proc = subprocess.Popen(_main_command(tmp_path), env=_env(1), stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True)
   first_epoch_end = full_summary['history'][0]['step']
@@ -236,12 +368,14 @@ def test_sigterm_saves_and_a_rerun_continues(full_run, tmp_path):
   assert not (tmp_path / 'summary.json').exists()
   stopped_at = checkpointing.make_manager(tmp_path).latest_step()
   assert first_epoch_end < stopped_at < full_summary['history'][-1]['step']
-  subprocess.run(_main_command(tmp_path), env=_env(1), check=True, timeout=600,
-                 capture_output=True)
-  np.testing.assert_array_equal(np.load(tmp_path / 'keep_mask.npy'),
-                                np.load(full_dir / 'keep_mask.npy'))
+  proc = subprocess.run(_main_command(tmp_path), env=_env(1), check=True, timeout=600,
+                        capture_output=True, text=True)
   summary = json.loads((tmp_path / 'summary.json').read_text())
-  assert summary['history'][-1]['step'] == full_summary['history'][-1]['step']
+  _assert_same_run(full_dir, full_summary, tmp_path, summary)
+  # main's last words are the closing summary, with the same facts as summary.json's top.
+  assert list(summary)[0] == 'headline'
+  assert proc.stdout.rstrip().endswith(
+      run_summary.closing_lines(summary, str(tmp_path)).rstrip())
 
 
 def _one_step(devices, config):
@@ -266,7 +400,9 @@ def _one_step(devices, config):
 
 def test_data_parallel_step_equals_the_single_device_step():
   """8-way data parallelism is the same SGD step as one device on the whole batch."""
-  config = tiny_config(**{'train.weight_decay': 0.0})
+  # SGD: AdamW's first step divides gradients by their own magnitude, so a near-zero
+  # gradient entry's float noise becomes a step of full size.
+  config = tiny_config(**{'train.weight_decay': 0.0, 'train.optimizer': 'sgd'})
   params8, stats8, m8 = _one_step(jax.devices(), config)
   params1, stats1, m1 = _one_step(jax.devices()[:1], config)
   assert float(m8['count']) == float(m1['count']) == 64
@@ -280,7 +416,7 @@ def test_data_parallel_step_equals_the_single_device_step():
     ('el2n', {'prune.score_seeds': 2}),
     ('grand', {'prune.grand_chunk': 4}),
     ('forgetting', {}),
-    ('infobatch', {'prune.fraction': 0.5, 'prune.infobatch_anneal': 0.34}),
+    ('infobatch', {'prune.fraction': 0.5, 'prune.infobatch_anneal': 0.34, 'prune.epoch': 1}),
 ])
 def test_baseline_methods_run_end_to_end(method, overrides, tmp_path):
   config = tiny_config(**{'prune.method': method, 'train.num_epochs': 3, **overrides})
@@ -297,7 +433,8 @@ def test_baseline_methods_run_end_to_end(method, overrides, tmp_path):
   if method == 'el2n':
     assert scores['el2n_runs'].shape == (2, n)
     # The extra seed trained to the pruning epoch and is charged to the ledger.
-    assert ledger['examples_trained_for_scoring'] == hist[0]['steps'] * 64
+    assert ledger['examples_trained_for_scoring'] == sum(
+        h['steps'] for h in hist[:config.prune.epoch]) * 64
   if method == 'grand':
     # Norms are >= 0; an exact 0 is a float32-saturated softmax on a confident example.
     grand = scores['grand_runs'][0]

@@ -16,7 +16,8 @@ Three sources, chosen by `config.data.source`:
   10 classes; shipped with scikit-learn, no network). Pixels are scaled to uint8 with
   round(v * 255 / 16) and resized to `image_size` with Pillow's bilinear filter, 1
   channel. Split: example i (in `load_digits` order) is in 'test' when i % 5 == 0, else
-  in 'train' (1,437 train, 360 test); canonical order is the load_digits order.
+  in 'train' (1,437 train, 360 test); canonical order is the load_digits order (and a
+  slice such as `train[:500]` counts in it).
 * 'npz': arrays from `config.data.npz_path`. Split `s` is read from `{s}_images` and
   `{s}_labels` (uint8 [N,H,W] or [N,H,W,C]; 'train' may also be plain `images`/`labels`),
   or from the JPEG layout `{s}_jpeg` (concatenated JPEG files), `{s}_offsets` (N+1) and
@@ -31,6 +32,23 @@ only when the stored size differs (so CIFAR at image_size=32 is untouched).
 Split names: 'train' and 'eval' given to `load_arrays` / `num_examples` are roles that
 stand for `config.data.train_split` and `config.data.eval_split`; any other string is
 taken as a split name of the source.
+
+SPLIT SLICES, the same for every source: a split spec is `name` or `name[from:to]`, with
+TFDS's syntax and semantics (https://www.tensorflow.org/datasets/splits), so a spec means
+the same examples whichever source reads it:
+* `from`/`to` are example counts (`train[:2000]`, `train[2000:]`, `train[-500:]`; negative
+  counts from the end, as in Python) or percentages (`train[:10%]`, `test[25%:75%]`,
+  fractional allowed; a '%' on either boundary makes both percentages), each percentage
+  boundary rounded to the closest example, `round(p * N / 100)` with Python's round
+  (TFDS's default 'closest' rounding);
+* a boundary beyond the split (|from| or |to| > N) is an error, as is an empty slice;
+* the slice holds the canonical examples [start, end) of the whole split, and its
+  examples are indexed 0..end-start-1 in that order: stable indices count from the
+  start of the slice, so `train[1000:]` example 0 is whole-split example 1000;
+* one split per spec: compound specs (`train+test`) are refused; TFDS's `shard` unit
+  works for 'tfds' only ('digits' and 'npz' have no shards).
+For 'tfds' TFDS itself resolves the spec; 'digits' and 'npz' use `slice_range` below (no
+TensorFlow needed), which tests check against TFDS on the same specs.
 
 Normalisation (`DatasetInfo.mean` / `std`, per channel, 0..255 units): the published
 statistics for cifar10, cifar100, imagenet2012 (and its variants), mnist, kmnist and
@@ -47,6 +65,7 @@ import dataclasses
 import functools
 import io
 import os
+import re
 import zipfile
 from typing import Any, Sequence
 
@@ -62,6 +81,29 @@ _KNOWN_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     'fashion_mnist': ((72.9400,), (90.0215,)),
 }
 _DEFAULT_MEAN, _DEFAULT_STD = 127.5, 64.0
+
+# Class names of data sets whose TFDS copy may carry only numbers for them: TFDS reads the
+# names from the downloaded archive, so a copy prepared or converted without it (like
+# ../shared/data/tfds/cifar10) has '0'..'9'. Standard order: the label index order of
+# TFDS, torchvision and Keras (CIFAR-100: the 100 fine labels).
+_KNOWN_CLASS_NAMES: dict[str, tuple[str, ...]] = {
+    'cifar10': ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse',
+                'ship', 'truck'),
+    'cifar100': (
+        'apple', 'aquarium_fish', 'baby', 'bear', 'beaver', 'bed', 'bee', 'beetle', 'bicycle',
+        'bottle', 'bowl', 'boy', 'bridge', 'bus', 'butterfly', 'camel', 'can', 'castle',
+        'caterpillar', 'cattle', 'chair', 'chimpanzee', 'clock', 'cloud', 'cockroach', 'couch',
+        'crab', 'crocodile', 'cup', 'dinosaur', 'dolphin', 'elephant', 'flatfish', 'forest',
+        'fox', 'girl', 'hamster', 'house', 'kangaroo', 'keyboard', 'lamp', 'lawn_mower',
+        'leopard', 'lion', 'lizard', 'lobster', 'man', 'maple_tree', 'motorcycle', 'mountain',
+        'mouse', 'mushroom', 'oak_tree', 'orange', 'orchid', 'otter', 'palm_tree', 'pear',
+        'pickup_truck', 'pine_tree', 'plain', 'plate', 'poppy', 'porcupine', 'possum',
+        'rabbit', 'raccoon', 'ray', 'road', 'rocket', 'rose', 'sea', 'seal', 'shark', 'shrew',
+        'skunk', 'skyscraper', 'snail', 'snake', 'spider', 'squirrel', 'streetcar',
+        'sunflower', 'sweet_pepper', 'table', 'tank', 'telephone', 'television', 'tiger',
+        'tractor', 'train', 'trout', 'tulip', 'turtle', 'wardrobe', 'whale', 'willow_tree',
+        'wolf', 'woman', 'worm'),
+}
 
 _DIGITS_TEST_EVERY = 5
 
@@ -94,12 +136,28 @@ def resolve_split(data_config: Any, split: str) -> str:
 
 
 def _stats(name: str, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-  key = name.split(':')[0].split('/')[0]
+  key = _base_name(name)
   if key.startswith('imagenet2012'):
     key = 'imagenet2012'
   if key in _KNOWN_STATS and len(_KNOWN_STATS[key][0]) == channels:
     return _KNOWN_STATS[key]
   return (_DEFAULT_MEAN,) * channels, (_DEFAULT_STD,) * channels
+
+
+def _base_name(name: str) -> str:
+  """'cifar10/config:3.0.2' -> 'cifar10'."""
+  return name.split(':')[0].split('/')[0]
+
+
+def named_classes(name: str, names: Sequence[str] | None, num_classes: int) -> tuple[str, ...]:
+  """The class names to show: `names`, unless they are only the indices '0', '1', ...
+  and the data set `name` has known names; indices when there are no names at all."""
+  indices = tuple(str(i) for i in range(num_classes))
+  names = tuple(str(n) for n in names) if names is not None and len(names) else indices
+  known = _KNOWN_CLASS_NAMES.get(_base_name(name or ''))
+  if names == indices and known is not None and len(known) == num_classes:
+    return known
+  return names
 
 
 def _resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
@@ -116,6 +174,94 @@ def _resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------
+# split slices (the module docstring states the semantics)
+
+_SPEC_RE = re.compile(r'^(?P<name>[\w-]+)(\[(?P<selector>[^\]]*)\])?$')
+_BOUND_RE = re.compile(r'^(?P<value>-?[\d_.]+)(?P<unit>%)?$')
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitSlice:
+  """A parsed split spec: the base split name and the slice boundaries as written."""
+  name: str
+  start: float | None = None  # None = from the beginning
+  end: float | None = None  # None = to the end
+  percent: bool = False
+
+  def range(self, num_examples: int) -> tuple[int, int]:
+    """[start, end) in the whole split's canonical indices, for a split of num_examples."""
+    n = num_examples
+    bounds = []
+    for value, default in ((self.start, 0), (self.end, n)):
+      if value is None:
+        bounds.append(default)
+        continue
+      b = int(round(value * n / 100.0)) if self.percent else int(value)
+      if abs(b) > n:
+        raise ValueError(f'split {self.spec()!r}: boundary {b} is outside the {n} examples '
+                         f'of split {self.name!r}.')
+      bounds.append(n + b if b < 0 else b)
+    start, end = bounds
+    if start >= end:
+      raise ValueError(f'split {self.spec()!r} selects no example of the {n} in split '
+                       f'{self.name!r} (examples [{start}, {end})).')
+    return start, end
+
+  def spec(self) -> str:
+    """The spec, written back."""
+    if self.start is None and self.end is None:
+      return self.name
+    unit = '%' if self.percent else ''
+    fmt = lambda v: '' if v is None else f'{v:g}{unit}'
+    return f'{self.name}[{fmt(self.start)}:{fmt(self.end)}]'
+
+
+def parse_split(spec: str) -> SplitSlice:
+  """Parses `name` or `name[from:to]` (see the module docstring); raises ValueError."""
+  spec = str(spec).strip()
+  help_text = ("write 'train', 'train[:2000]', 'train[2000:]', 'train[:10%]' or "
+               "'test[25%:75%]' (one split, a Python-style slice of counts or percentages)")
+  if '+' in spec:
+    raise ValueError(f'split {spec!r}: compound splits (a+b) are not supported; {help_text}.')
+  m = _SPEC_RE.match(spec)
+  if not m:
+    raise ValueError(f'split {spec!r} is not a split spec: {help_text}.')
+  name, selector = m.group('name'), m.group('selector')
+  if selector is None:
+    return SplitSlice(name)
+  parts = selector.split(':')
+  if len(parts) != 2 or not any(p.strip() for p in parts):
+    raise ValueError(f'split {spec!r} is not a split spec: {help_text}.')
+  matches = []
+  for part in parts:
+    bm = _BOUND_RE.match(part) if part else None
+    if part and not bm:
+      raise ValueError(f'split {spec!r}: {part!r} is not a count or a percentage; {help_text}.')
+    matches.append(bm)
+  # As in TFDS, a '%' on either boundary makes both percentages.
+  percent = any(bm is not None and bm.group('unit') == '%' for bm in matches)
+  values = []
+  for part, bm in zip(parts, matches):
+    if bm is None:
+      values.append(None)
+      continue
+    try:
+      values.append(float(bm.group('value')) if percent else int(bm.group('value')))
+    except ValueError:
+      raise ValueError(f'split {spec!r}: {part!r} is not a '
+                       f'{"number" if percent else "whole number of examples"}; '
+                       f'{help_text}.') from None
+  return SplitSlice(name, values[0], values[1], percent=percent)
+
+
+def slice_range(spec: str, base_size) -> tuple[str, int, int]:
+  """(base split name, start, end) of a split spec; `base_size(name)` gives split sizes."""
+  sl = parse_split(spec)
+  start, end = sl.range(base_size(sl.name))
+  return sl.name, start, end
+
+
+# ---------------------------------------------------------------------------------------
 # digits
 
 
@@ -127,14 +273,22 @@ def _digits_raw() -> tuple[np.ndarray, np.ndarray]:
   return images, d.target.astype(np.int32)
 
 
-def _digits_split(split: str) -> np.ndarray:
+def _digits_base_split(name: str) -> np.ndarray:
   n = _digits_raw()[1].shape[0]
   is_test = np.arange(n) % _DIGITS_TEST_EVERY == 0
-  if split == 'train':
+  if name == 'train':
     return np.flatnonzero(~is_test)
-  if split == 'test':
+  if name == 'test':
     return np.flatnonzero(is_test)
-  raise ValueError(f"digits has splits 'train' and 'test', not {split!r}.")
+  raise ValueError(f"digits has splits 'train' and 'test', not {name!r}.")
+
+
+def _digits_split(split: str) -> np.ndarray:
+  """load_digits positions of a (possibly sliced) split, in canonical order."""
+  sl = parse_split(split)
+  base = _digits_base_split(sl.name)
+  start, end = sl.range(len(base))
+  return base[start:end]
 
 
 @functools.lru_cache(maxsize=8)
@@ -202,54 +356,73 @@ def _decode_jpeg(data: np.ndarray) -> np.ndarray:
   return img[..., None] if img.ndim == 2 else img
 
 
-def _decode_jpegs(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-  """Decodes concatenated JPEG files [N] in parallel threads (Pillow releases the GIL)."""
+def _decode_jpegs(data: np.ndarray, offsets: np.ndarray, start: int, end: int) -> np.ndarray:
+  """Decodes JPEG files start..end-1 of a concatenation in parallel threads (Pillow
+  releases the GIL while it decodes)."""
   def decode(rows: range) -> list[np.ndarray]:
     return [_decode_jpeg(data[offsets[i]:offsets[i + 1]]) for i in rows]
-  n = len(offsets) - 1
   chunk = 1024  # images per task: few tasks, little scheduling overhead
   with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-    parts = pool.map(decode, (range(s, min(s + chunk, n)) for s in range(0, n, chunk)))
+    parts = pool.map(decode, (range(s, min(s + chunk, end)) for s in range(start, end, chunk)))
     return np.stack([img for part in parts for img in part])
+def _npz_base_count(path: str, name: str) -> int:
+  """Number of examples of an unsliced split of an npz file (headers only for raw arrays)."""
+  layout, key = _npz_layout(path, name)
+  if layout == 'raw':
+    return _npy_member_shape(path, key)[0]
+  return _npy_member_shape(path, f'{name}_offsets')[0] - 1
+
+
+def _npz_slice(path: str, split: str) -> tuple[str, int, int]:
+  """(base split name, start, end) of a possibly sliced split spec of an npz file."""
+  return slice_range(split, lambda name: _npz_base_count(path, name))
 
 
 def _npz_arrays(path: str, split: str, image_size: int) -> tuple[np.ndarray, np.ndarray]:
-  layout, key = _npz_layout(path, split)
+  name, start, end = _npz_slice(path, split)
+  layout, key = _npz_layout(path, name)
   with np.load(path, allow_pickle=False) as f:
     if layout == 'raw':
       images = f[key]
-      labels = f[_npz_labels_key(path, split, key)]
+      labels = f[_npz_labels_key(path, name, key)]
       if images.ndim == 3:
         images = images[..., None]
       if images.ndim != 4 or images.dtype != np.uint8:
         raise ValueError(f'npz file {path!r}: {key!r} must be uint8 [N,H,W] or [N,H,W,C], '
                          f'got {images.dtype} {images.shape}.')
+      if images.shape[0] != labels.shape[0]:
+        raise ValueError(f'npz file {path!r}, split {name!r}: {images.shape[0]} images but '
+                         f'{labels.shape[0]} labels.')
+      images, labels = images[start:end], labels[start:end]
     else:
-      data, offsets = f[f'{split}_jpeg'], f[f'{split}_offsets']
-      labels = f[f'{split}_labels']
-      images = _decode_jpegs(data, offsets)
-  if images.shape[0] != labels.shape[0]:
-    raise ValueError(f'npz file {path!r}, split {split!r}: {images.shape[0]} images but '
-                     f'{labels.shape[0]} labels.')
+      data, offsets = f[f'{name}_jpeg'], f[f'{name}_offsets']
+      labels = f[f'{name}_labels']
+      if len(offsets) - 1 != labels.shape[0]:
+        raise ValueError(f'npz file {path!r}, split {name!r}: {len(offsets) - 1} images but '
+                         f'{labels.shape[0]} labels.')
+      labels = labels[start:end]
+      images = _decode_jpegs(data, offsets, start, end)
   return _resize_uint8(images, image_size), labels.astype(np.int32)
 
 
 def _npz_count_and_channels(path: str, split: str) -> tuple[int, int]:
-  layout, key = _npz_layout(path, split)
+  name, start, end = _npz_slice(path, split)
+  layout, key = _npz_layout(path, name)
   if layout == 'raw':
     shape = _npy_member_shape(path, key)
-    return shape[0], (shape[3] if len(shape) == 4 else 1)
+    return end - start, (shape[3] if len(shape) == 4 else 1)
   with np.load(path, allow_pickle=False) as f:
-    offsets = f[f'{split}_offsets']
-    first = _decode_jpeg(f[f'{split}_jpeg'][offsets[0]:offsets[1]])
-  return len(offsets) - 1, first.shape[-1]
+    offsets = f[f'{name}_offsets']
+    first = _decode_jpeg(f[f'{name}_jpeg'][offsets[0]:offsets[1]])
+  return end - start, first.shape[-1]
 
 
 def _npz_labels(path: str, split: str) -> np.ndarray:
-  layout, key = _npz_layout(path, split)
-  lkey = _npz_labels_key(path, split, key) if layout == 'raw' else f'{split}_labels'
+  name, start, end = _npz_slice(path, split)
+  layout, key = _npz_layout(path, name)
+  lkey = _npz_labels_key(path, name, key) if layout == 'raw' else f'{name}_labels'
   with np.load(path, allow_pickle=False) as f:
-    return f[lkey].astype(np.int32)
+    return f[lkey][start:end].astype(np.int32)
 
 
 # ---------------------------------------------------------------------------------------
@@ -282,6 +455,48 @@ def tfds_builder(data_config: Any) -> Any:
   return builder
 
 
+class UnknownDatasetError(ValueError):
+  """`config.data.name` is not a data set TFDS knows."""
+
+
+def tfds_registered_metadata(data_config: Any) -> tuple[int, int, tuple[str, ...]]:
+  """(num_classes, channels, class names) of a TFDS data set from its registered metadata.
+
+  Needs no prepared data and no network: TFDS knows the features of every registered data
+  set from its code (and from the prepared copy's metadata where there is one).
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  name = data_config.name
+  if not name:
+    raise ValueError("config.data.source is 'tfds' but config.data.name is empty "
+                     "(e.g. 'cifar10').")
+  try:
+    builder = tfds.builder(name, data_dir=_tfds_data_dir(data_config))
+  except tfds.core.DatasetNotFoundError:
+    raise UnknownDatasetError(
+        f'config.data.name={name!r} is not a TFDS data set registered in tensorflow_datasets '
+        f'{tfds.__version__}: check the spelling (e.g. cifar10, cifar100, imagenet2012, '
+        f'kmnist; `tfds.list_builders()` lists them all).') from None
+  except (ValueError, AssertionError) as e:  # a bad config or version of a known data set
+    raise UnknownDatasetError(f'config.data.name={name!r}: {str(e).splitlines()[0]}') from None
+  feats = builder.info.features
+  if 'image' not in feats or 'label' not in feats or not hasattr(feats['label'], 'num_classes'):
+    raise ValueError(f'TFDS data set {name!r} is not an image classification data set (it '
+                     f'needs features image and label; it has {list(feats.keys())}).')
+  label = feats['label']
+  channels = feats['image'].shape[-1] or 3
+  return label.num_classes, channels, named_classes(name, label.names, label.num_classes)
+
+
+def class_metadata(data_config: Any) -> tuple[int, int, tuple[str, ...]]:
+  """(num_classes, channels, class names) of the configured data set, as cheaply as
+  possible: for 'tfds' from the registered metadata, so the data need not be prepared."""
+  if data_config.source == 'tfds':
+    return tfds_registered_metadata(data_config)
+  info = dataset_info(data_config)
+  return info.num_classes, info.image_shape[-1], info.class_names
+
+
 def _tfds_abs_range(builder: Any, split: str) -> tuple[str, int, int]:
   """(base split name, start, end) of a possibly sliced split spec, absolute indices."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
@@ -298,6 +513,9 @@ def _tfds_abs_range(builder: Any, split: str) -> tuple[str, int, int]:
   total = splits[ins.splitname].num_examples
   start = 0 if ins.from_ is None else ins.from_
   end = total if ins.to is None else ins.to
+  if start >= end:
+    raise ValueError(f'split {split!r} selects no example of the {total} in split '
+                     f'{ins.splitname!r} of {builder.name!r} (examples [{start}, {end})).')
   return ins.splitname, start, end
 
 
@@ -446,9 +664,12 @@ def _dataset_info(data_config: Any) -> DatasetInfo:
     with np.load(path, allow_pickle=False) as f:
       class_names = (tuple(str(c) for c in f['class_names'])
                      if 'class_names' in f.files else None)
-    if class_names is None:
-      class_names = tuple(str(i) for i in range(int(_npz_labels(path, train_split).max()) + 1))
     name = data_config.name or os.path.splitext(os.path.basename(path))[0]
+    if class_names is None:
+      # Classes counted on the whole train split, so a slice that misses a class keeps it.
+      whole_train = parse_split(train_split).name
+      num_classes = int(_npz_labels(path, whole_train).max()) + 1
+      class_names = named_classes(name, None, num_classes)
     mean, std = _stats(name, channels)
     return DatasetInfo(
         name=name, source=source, num_classes=len(class_names), num_train=num_train,
@@ -462,8 +683,7 @@ def _dataset_info(data_config: Any) -> DatasetInfo:
                        f'({list(feats.keys())}).')
     channels = feats['image'].shape[-1] or 3
     label = feats['label']
-    class_names = tuple(label.names) if label.names else tuple(
-        str(i) for i in range(label.num_classes))
+    class_names = named_classes(data_config.name, label.names, label.num_classes)
     mean, std = _stats(data_config.name, channels)
     _, s0, s1 = _tfds_abs_range(builder, train_split)
     _, e0, e1 = _tfds_abs_range(builder, eval_split)
@@ -485,5 +705,6 @@ def ceil_div(a: int, b: int) -> int:
 
 
 __all__: Sequence[str] = (
-    'DatasetInfo', 'DatasetNotPreparedError', 'dataset_info', 'load_arrays', 'load_labels',
-    'num_examples', 'process_range', 'resolve_split')
+    'DatasetInfo', 'DatasetNotPreparedError', 'UnknownDatasetError', 'class_metadata',
+    'dataset_info', 'load_arrays', 'load_labels', 'named_classes', 'num_examples',
+    'parse_split', 'process_range', 'resolve_split', 'slice_range')

@@ -8,6 +8,7 @@ import ml_collections
 import numpy as np
 
 from eeprune_jax import methods
+from eeprune_jax import run_summary
 from eeprune_jax import workdir as workdir_lib
 from eeprune_jax.report import plots as plots_lib
 from eeprune_jax.report.aggregation import Row, RunResult, aggregate
@@ -72,6 +73,22 @@ def cost_matched_table(rows: Sequence[Row]) -> list[str]:
     out.append(f'| **{base.method}** | {fraction:g} | {_pm(base.stats["accuracy"], ".2f", 100)} '
                f'| {_pm(base.stats["cost_vs_full_data"], ".3f")} | 0 | (the baseline) |')
   return out
+
+
+def _warnings(finished: Sequence[RunResult]) -> list[str]:
+  """The report's warnings section: runs whose pruning emptied a class (none: no section)."""
+  lines = []
+  for r in finished:
+    rows = run_summary.emptied_classes_of(r.summary)
+    if rows:
+      lines.append(f'- **{r.name}**: ' + run_summary.emptied_warning(rows, 'pruning'))
+  if not lines:
+    return []
+  return (['## ⚠ Warnings: classes emptied by pruning', '',
+           f'{len(lines)} run(s) pruned all or nearly all of a class (the share is '
+           '`prune.class_warning_share`, 90% by default). Their test accuracy mixes the '
+           'method with the loss of a class: read their rows with that in mind.', '']
+          + lines + [''])
 
 
 def _budget(config: ml_collections.ConfigDict, results: Sequence[RunResult]) -> list[str]:
@@ -141,6 +158,7 @@ def write_report(compare_dir: epath.PathLike, run_summaries: Sequence[RunResult]
           + (f', {len(pending)} not run yet' if pending else '') + '.', '']
   if command:
     out += ['Command:', '', '```bash', command, '```', '']
+  out += _warnings(finished)
   out += ['## Budget (shared by every run)', ''] + _budget(base_config, results) + ['']
   out += ['Every method trains the same model on the same schedule and data order; only '
           '`eeprune_*` move the early exit (the exit that scores). `fraction` is the share of '

@@ -89,8 +89,9 @@ def plot_accuracy_vs_examples(path: epath.PathLike, rows: Sequence[Row],
 
 def plot_pruned_share_per_class(path: epath.PathLike, results: Sequence[RunResult],
                                 fraction: float, methods: Sequence[str],
-                                class_names: Sequence[str]) -> None:
-  """Grouped bars: the pruned share of every class, one bar per method (mean over seeds)."""
+                                class_names: Sequence[str]) -> list[str]:
+  """Grouped bars: the pruned share of every class, one bar per method (mean over seeds);
+  returns the class labels on the x axis."""
   styles = _method_styles(methods)
   shares = {}
   for method in methods:
@@ -109,6 +110,8 @@ def plot_pruned_share_per_class(path: epath.PathLike, results: Sequence[RunResul
     ax.bar(x - 0.4 + (i + 0.5) * width, share * 100, width, color=styles[method][0],
            label=method)
   ax.axhline(fraction * 100, color='k', ls=':', lw=1, label=f'overall {fraction:g}')
+  top = max([fraction] + [float(np.max(s)) for s in shares.values()]) * 100
+  ax.set_ylim(0, top * 1.3 + 1)  # room for the legend above the tallest bar
   ax.set_xticks(x)
   ax.set_xticklabels(names, rotation=45 if max(map(len, names)) > 4 else 0,
                      ha='right' if max(map(len, names)) > 4 else 'center')
@@ -118,6 +121,7 @@ def plot_pruned_share_per_class(path: epath.PathLike, results: Sequence[RunResul
   ax.legend(fontsize=8, ncol=min(len(shares) + 1, 4), loc='upper right')
   fig.tight_layout()
   _save(fig, path, 120)
+  return names
 
 
 def plot_exit_confidence(path: epath.PathLike, scores: dict[str, np.ndarray],
@@ -206,12 +210,15 @@ def train_images(config: ml_collections.ConfigDict) -> np.ndarray:
 
 
 def run_class_names(summary: dict[str, Any]) -> tuple[str, ...]:
-  """Class names of a run's data set (indices where the metadata cannot be read)."""
+  """Class names of a run's data set: stored in its summary, else from the data set's
+  metadata, else (or where the metadata cannot be read) indices."""
+  if summary.get('class_names'):
+    return tuple(summary['class_names'])
+  n = len(summary['pruning']['pruned_fraction_per_class'])
   try:
     return tuple(sources.dataset_info(data_config(summary)).class_names)
   except Exception:  # pylint: disable=broad-except
-    n = len(summary['pruning']['pruned_fraction_per_class'])
-    return tuple(str(i) for i in range(n))
+    return sources.named_classes(summary['config']['data'].get('name', ''), None, n)
 
 
 def prunes_by_early_exit(r: RunResult) -> bool:

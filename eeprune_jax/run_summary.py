@@ -1,0 +1,189 @@
+"""What a user reads when a run ends: warnings, the headline facts and the closing summary.
+
+* `warn_emptied_classes`: after a pruning round, the classes the keep mask has (nearly)
+  emptied, logged as a warning and stored with the round.
+* `with_headline`: summary.json's first key, `headline`: test accuracy of every exit, what
+  was pruned (target, actual, shortfall, emptied classes), cost against full-data
+  training, wall time per phase, warnings, and which files of the workdir to open.
+* `closing_lines`: the same facts as the text `train_and_evaluate` prints last.
+* `emptied_classes_of`: the emptied classes of any run summary, also of summaries written
+  before the headline existed (the comparison report uses it).
+"""
+
+import textwrap
+from typing import Any, Sequence
+
+from absl import logging
+from etils import epath
+import numpy as np
+
+from eeprune_jax import masks
+
+DEFAULT_CLASS_WARNING_SHARE = 0.9  # config_base's default, for summaries without the field
+
+# The files a finished run leaves, in the order worth opening them, with what they hold.
+FILES = (
+    ('summary.json', 'these facts first, then per-epoch history, per-class pruning, ledger'),
+    ('keep_mask.npy', 'bool [N] over the training indices, True = trained on'),
+    ('scores.npz', 'per-example scores of the last pruning round (scores_round{{r}}.npz: '
+                   'every round)'),
+    ('tensorboard', 'TensorBoard: tensorboard --logdir {workdir}/tensorboard'),
+    ('checkpoints', 'Orbax checkpoints: python -m eeprune_jax.inspect --workdir={workdir}'),
+)
+
+
+def _class_name(class_names: Sequence[str], c: int) -> str:
+  return str(class_names[c]) if c < len(class_names) else str(c)
+
+
+def emptied_class_rows(keep: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                       threshold: float) -> list[dict[str, Any]]:
+  """One JSON-ready row per class of which a share >= threshold is pruned."""
+  labels = np.asarray(labels)
+  num_classes = max(len(class_names), int(labels.max()) + 1 if labels.size else 0)
+  totals = np.bincount(labels, minlength=num_classes)
+  pruned = np.bincount(labels[~np.asarray(keep, bool)], minlength=num_classes)
+  return [{'class': c, 'name': _class_name(class_names, c), 'pruned': int(pruned[c]),
+           'total': int(totals[c]), 'pruned_share': float(pruned[c] / totals[c])}
+          for c in masks.emptied_classes(keep, labels, num_classes, threshold)]
+
+
+def emptied_warning(rows: Sequence[dict[str, Any]], where: str) -> str:
+  """The warning text for emptied-class rows; `where` says when, e.g. 'pruning round 0'."""
+  parts = []
+  for r in rows:
+    counts = f', {r["pruned"]} of {r["total"]}' if 'total' in r else ''
+    parts.append(f"class {r['class']} '{r['name']}' ({r['pruned_share']:.0%} pruned{counts})")
+  return (f'{where} emptied {", ".join(parts)}: the run never trains on these examples '
+          'again. At the pruning epoch the network may still predict few classes: prune '
+          'later (prune.epoch) or take the same share of every class '
+          '(prune.class_balanced=True).')
+
+
+def warn_emptied_classes(keep: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                         threshold: float, round_info: dict[str, Any]) -> list[dict[str, Any]]:
+  """The classes a pruning round's keep mask has emptied; logs the warning if any."""
+  rows = emptied_class_rows(keep, labels, class_names, threshold)
+  if rows:
+    logging.warning('%s', emptied_warning(
+        rows, f"Pruning round {round_info['round']} (epoch {round_info['epoch']})"))
+  return rows
+
+
+def emptied_classes_of(summary: dict[str, Any]) -> list[dict[str, Any]]:
+  """Emptied-class rows of a run summary (old summaries: from the per-class shares)."""
+  if 'headline' in summary:
+    return list(summary['headline']['pruning']['emptied_classes'])
+  pruning = summary.get('pruning') or {}
+  shares = pruning.get('pruned_fraction_per_class') or []
+  threshold = ((summary.get('config') or {}).get('prune') or {}).get(
+      'class_warning_share', DEFAULT_CLASS_WARNING_SHARE)
+  names = summary.get('class_names') or [str(c) for c in range(len(shares))]
+  return [{'class': c, 'name': _class_name(names, c), 'pruned_share': float(s)}
+          for c, s in enumerate(shares) if s >= threshold]
+
+
+def _exit_names(summary: dict[str, Any]) -> list[str]:
+  return [f'exit{k}' for k in range(len(summary.get('exit_blocks') or []))] + ['final']
+
+
+def _pruning_facts(summary: dict[str, Any]) -> dict[str, Any]:
+  pruning = summary['pruning']
+  rounds = pruning.get('rounds') or []
+  method, mode = summary['config']['prune']['method'], summary['config']['prune']['mode']
+  last = rounds[-1] if rounds else {}
+  emptied = last.get('emptied_classes', [])
+  scored_by_threshold = mode == 'threshold' and method in ('eeprune', 'final_confidence')
+  return {
+      'method': method,
+      'rounds': len(rounds),
+      'round_epochs': [r['epoch'] for r in rounds],
+      # The last round's target is the run's total (targets are cumulative). None: no
+      # target (threshold mode prunes what passes the threshold; InfoBatch has no rounds).
+      'target_pruned': (0 if method == 'none' else None if scored_by_threshold or not rounds
+                        else last['target_pruned']),
+      'num_pruned': pruning['num_pruned'],
+      'shortfall': last.get('shortfall', 0),
+      'pruned_fraction': pruning['pruned_fraction'],
+      'num_examples': pruning['num_examples'],
+      'emptied_classes': emptied,
+  }
+
+
+def headline(summary: dict[str, Any], workdir: str) -> dict[str, Any]:
+  """The facts of `summary` a user wants first (see the module docstring)."""
+  ledger = summary['ledger']
+  accuracy = summary.get('test_accuracy') or []
+  pruning = _pruning_facts(summary)
+  warnings = []
+  if pruning['emptied_classes']:
+    warnings.append(emptied_warning(pruning['emptied_classes'], 'Pruning'))
+  if pruning['shortfall']:
+    warnings.append(
+        f"Only {pruning['num_pruned']} of the {pruning['target_pruned']} examples to prune "
+        'were eligible (shortfall '
+        f"{pruning['shortfall']}): the early exit was right and confident on too few.")
+  root = epath.Path(workdir)
+  files = {name: what.format(workdir=workdir) for name, what in FILES
+           if (root / name).exists() or name == 'summary.json'}
+  seconds = dict(ledger.get('seconds', {}))
+  seconds['total'] = ledger.get('wall_seconds_total', sum(seconds.values()))
+  return {
+      'workdir': str(workdir),
+      'test_accuracy': dict(zip(_exit_names(summary), accuracy)),
+      'exit_blocks': summary.get('exit_blocks'),
+      'pruning': pruning,
+      'cost_vs_full_data': ledger['cost_vs_full_data'],
+      'examples_trained_vs_full_data': ledger['examples_trained_vs_full_data'],
+      'wall_seconds': seconds,
+      'warnings': warnings,
+      'files': files,
+  }
+
+
+def with_headline(summary: dict[str, Any], workdir: str,
+                  class_names: Sequence[str]) -> dict[str, Any]:
+  """The summary with `headline` first and the data set's `class_names` after it."""
+  out = {'headline': None, 'class_names': [str(c) for c in class_names], **summary}
+  out['headline'] = headline(out, workdir)
+  return out
+
+
+def _pct(x: float) -> str:
+  return f'{100 * x:.2f}%'
+
+
+def closing_lines(summary: dict[str, Any], workdir: str) -> str:
+  """The closing summary of a finished run, as printed at its end."""
+  h = summary.get('headline') or headline(summary, workdir)
+  blocks = h.get('exit_blocks') or []
+  names = [f'{n} (block {blocks[k]})' if k < len(blocks) else n
+           for k, n in enumerate(h['test_accuracy'])]
+  p = h['pruning']
+  lines = ['', '=' * 78, f'Run finished: {h["workdir"]}',
+           '  test accuracy   ' + '   '.join(
+               f'{n} {_pct(a)}' for n, a in zip(names, h['test_accuracy'].values()))]
+  if p['method'] == 'none':
+    lines.append('  pruning         none (full data)')
+  elif not p['rounds']:  # InfoBatch: per-epoch drops, no permanent mask
+    lines.append(f"  pruning         {p['method']}: examples dropped per epoch, none for good")
+  else:
+    target = 'threshold mode, no target' if p['target_pruned'] is None else (
+        f"target {p['target_pruned']:,}, shortfall {p['shortfall']:,}")
+    lines.append(f"  pruned          {p['num_pruned']:,} of {p['num_examples']:,} "
+                 f"({p['pruned_fraction']:.1%}) by {p['method']}; {target}; "
+                 f"{p['rounds']} round(s) at epoch(s) {', '.join(map(str, p['round_epochs']))}")
+  lines.append(f"  cost            {h['cost_vs_full_data']:.3f} x full-data training "
+               f"(examples trained on: {h['examples_trained_vs_full_data']:.3f} x)")
+  secs = h['wall_seconds']
+  lines.append('  wall time       ' + ', '.join(
+      f'{k} {v:.1f} s' for k, v in secs.items() if k != 'total') + f" (total {secs['total']:.1f} s)")
+  for w in h['warnings']:
+    lines.append(textwrap.fill(w, 100, initial_indent='  WARNING: ',
+                               subsequent_indent=' ' * 11))
+  lines.append('  files:')
+  width = max(len(n) for n in h['files'])
+  for name, what in h['files'].items():
+    lines.append(f'    {name:<{width}}  {what}')
+  lines.append('=' * 78)
+  return '\n'.join(lines)

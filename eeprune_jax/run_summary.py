@@ -14,19 +14,21 @@ import textwrap
 from typing import Any, Sequence
 
 from absl import logging
-from etils import epath
 import numpy as np
 
 from eeprune_jax import masks
+from eeprune_jax import workdir as workdir_lib
 
 DEFAULT_CLASS_WARNING_SHARE = 0.9  # config_base's default, for summaries without the field
 
-# The files a finished run leaves, in the order worth opening them, with what they hold.
+# The files a finished run leaves (`workdir.RunDir` attributes), in the order worth
+# opening them, with what they hold.
 FILES = (
-    ('summary.json', 'these facts first, then per-epoch history, per-class pruning, ledger'),
-    ('keep_mask.npy', 'bool [N] over the training indices, True = trained on'),
-    ('scores.npz', 'per-example scores of the last pruning round (scores_round{{r}}.npz: '
-                   'every round)'),
+    ('summary', 'these facts first, then per-epoch history, per-class pruning, ledger'),
+    ('keep_mask', 'bool [N] over the training indices, True = trained on'),
+    ('scores', 'per-example scores of the last pruning round (scores_round{{r}}.npz: '
+               'every round)'),
+    ('last_pass_dir', "every example's latest training pass, after every epoch"),
     ('tensorboard', 'TensorBoard: tensorboard --logdir {workdir}/tensorboard'),
     ('checkpoints', 'Orbax checkpoints: python -m eeprune_jax.inspect --workdir={workdir}'),
 )
@@ -123,9 +125,9 @@ def headline(summary: dict[str, Any], workdir: str) -> dict[str, Any]:
         f"Only {pruning['num_pruned']} of the {pruning['target_pruned']} examples to prune "
         'were eligible (shortfall '
         f"{pruning['shortfall']}): the early exit was right and confident on too few.")
-  root = epath.Path(workdir)
-  files = {name: what.format(workdir=workdir) for name, what in FILES
-           if (root / name).exists() or name == 'summary.json'}
+  paths = workdir_lib.RunDir(workdir)
+  files = {getattr(paths, attr).name: what.format(workdir=workdir) for attr, what in FILES
+           if getattr(paths, attr).exists() or attr == 'summary'}
   seconds = dict(ledger.get('seconds', {}))
   seconds['total'] = ledger.get('wall_seconds_total', sum(seconds.values()))
   return {

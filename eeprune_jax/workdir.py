@@ -36,6 +36,7 @@ class RunDir:
     self.keep_mask = self.root / 'keep_mask.npy'  # the current keep mask
     self.summary = self.root / 'summary.json'  # the finished run's summary
     self.tensorboard = self.root / 'tensorboard'  # TensorBoard event files
+    self.last_pass_dir = self.root / 'last_pass'  # every example's latest training pass
 
   def scores_round(self, round_index: int) -> epath.Path:
     """Round `round_index`'s per-example scores and keep mask (.npz)."""
@@ -43,7 +44,7 @@ class RunDir:
 
   def last_pass(self, epoch: int) -> epath.Path:
     """Every example's latest training pass as of the end of epoch `epoch` (1-based)."""
-    return self.root / 'last_pass' / f'epoch{epoch:04d}.npz'
+    return self.last_pass_dir / f'epoch{epoch:04d}.npz'
 
 
 class CompareDir:

@@ -79,7 +79,9 @@ def base_config() -> ml_collections.ConfigDict:
   # --- Pruning ----------------------------------------------------------------------
   config.prune = prune = ml_collections.ConfigDict()
   # 'eeprune', 'none', or a baseline: 'random', 'random_balanced', 'el2n', 'grand',
-  # 'forgetting', 'final_confidence', 'infobatch': a registered method (eeprune_jax/methods/).
+  # 'forgetting', 'final_confidence', 'infobatch', 'eeprune_dynamic' (EEPrune's rule on each
+  # example's latest training pass, a fresh random share skipped per epoch): a registered
+  # method (eeprune_jax/methods/).
   prune.method = 'eeprune'
   prune.mode = 'fraction'  # 'fraction' (prune exactly round(fraction * N)) or 'threshold'.
   # Defaults from docs/results.md: smaller fractions and later pruning hurt least there.
@@ -97,6 +99,7 @@ def base_config() -> ml_collections.ConfigDict:
   prune.score_seeds = 1
   prune.grand_chunk = 16  # GraNd: examples per vmapped per-example-gradient chunk.
   # InfoBatch: `fraction` is the share of below-mean-loss examples dropped each epoch; the
-  # last `infobatch_anneal` of the epochs train on the full data.
+  # last `infobatch_anneal` of the epochs train on the full data. eeprune_dynamic: `fraction`
+  # is the share of the EEPrune-eligible examples skipped each epoch; the same anneal.
   prune.infobatch_anneal = 0.125
   return config

@@ -97,12 +97,9 @@ def test_compare_knows_it():
 def _config():
   """Pruning from epoch 1, epoch 3 of 4 annealed; a low threshold so examples qualify."""
   config = tiny_config_lib.get_config()
-  config.train.num_epochs = 4
-  config.prune.method = 'eeprune_dynamic'
-  config.prune.epoch = 1
-  config.prune.fraction = 0.5
-  config.prune.threshold = 0.3
-  config.prune.infobatch_anneal = 0.25
+  config.update_from_flattened_dict({
+      'train.num_epochs': 4, 'prune.method': 'eeprune_dynamic', 'prune.epoch': 1,
+      'prune.fraction': 0.5, 'prune.threshold': 0.3, 'prune.infobatch_anneal': 0.25})
   return config
 
 

@@ -102,4 +102,11 @@ def base_config() -> ml_collections.ConfigDict:
   # last `infobatch_anneal` of the epochs train on the full data. eeprune_dynamic: `fraction`
   # is the share of the EEPrune-eligible examples skipped each epoch; the same anneal.
   prune.infobatch_anneal = 0.125
+  # Start from a given keep mask: a bool .npy [N] over the canonical training indices (e.g.
+  # a keep_mask.npy, or one `python -m eeprune_jax.whatif` wrote); '' = all kept. The run
+  # trains on its kept examples from epoch 0. With prune.method='none' that is the whole
+  # run; a pruning method prunes further from it at its rounds (the given pruned examples
+  # stay pruned and count towards round(fraction * N)), and a per-epoch method draws from
+  # the kept ones only.
+  prune.mask_path = ''
   return config

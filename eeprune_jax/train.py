@@ -134,6 +134,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if last_pass:
       last_pass = parallel.replicate(run.mesh, {k: arrays[f'last_pass_{k}'] for k in last_pass})
       stats.last_pass = jax.device_get(last_pass)
+  else:
+    given = config_checks.start_mask(config, n)
+    if given is not None:  # a fresh run from a given keep mask
+      keep = given
+      if run.is_writer:
+        workdir_lib.write_npy(run.paths.keep_mask, keep)
   ledger = rs.ledger
   rounds_at = rounds_lib.prune_epochs(config)
   targets = masks.cumulative_targets(n, config.prune.fraction, max(len(rounds_at), 1))

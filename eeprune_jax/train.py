@@ -23,6 +23,7 @@ from eeprune_jax import checkpointing
 from eeprune_jax import compilation_cache
 from eeprune_jax import config_checks
 from eeprune_jax import data as data_lib
+from eeprune_jax import ledger as ledger_lib
 from eeprune_jax import loop
 from eeprune_jax import masks
 from eeprune_jax import methods
@@ -95,11 +96,11 @@ class _Run:
 
   def evaluate(self, state: steps_lib.TrainState, rs: run_state_lib.RunState) -> dict[str, Any]:
     """Per-exit accuracy and loss on the evaluation split."""
-    start = time.time()
+    start = ledger_lib.mark()
     result = steps_lib.summarise(self.programs.evaluate(state, 'eval', self.num_exits + 1),
                                  'eval_')
     rs.ledger.examples_evaluated += result['eval_count']
-    rs.ledger.add_time('eval', time.time() - start)
+    rs.ledger.add_since('eval', start)
     return result
 
 
@@ -148,10 +149,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   global_step = int(state.step)
 
   def save(step_in_epoch: int, epoch: int) -> None:
-    start = time.time()
+    start = ledger_lib.mark()
     rs.epoch, rs.step_in_epoch = epoch, step_in_epoch
     checkpointing.save(run.manager, global_step, state, example_arrays(), rs)
-    ledger.add_time('checkpoint', time.time() - start)
+    ledger.add_since('checkpoint', start)
 
   num_epochs = config.train.num_epochs
   preemption = loop.Preemption()
@@ -193,7 +194,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         epoch_keep, epoch_weight = run.method.epoch_mask(config, epoch, stats)
         weight_table = parallel.replicate(run.mesh, epoch_weight)
       train_keep = keep & epoch_keep
-      start = time.time()
+      start = ledger_lib.mark()
       outcome = run.programs.run_epoch(
           state, epoch=epoch, keep=train_keep, first_step=skip, num_outputs=run.num_exits + 1,
           exit_weights=steps_lib.exit_loss_weights(config.train, run.num_exits, epoch),
@@ -201,8 +202,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           on_rows=stats.add, should_stop=lambda: preemption.should_stop(global_step),
           last_pass=last_pass)
       state, last_pass = outcome.state, outcome.last_pass
-      train_seconds = time.time() - start
-      ledger.add_time('train', train_seconds)
+      train_seconds = ledger.add_since('train', start)
       if outcome.preempted:
         save(outcome.steps_done, epoch)
         run.manager.wait_until_finished()

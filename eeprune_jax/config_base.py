@@ -81,7 +81,9 @@ def base_config() -> ml_collections.ConfigDict:
   # --- Pruning ----------------------------------------------------------------------
   config.prune = prune = ml_collections.ConfigDict()
   # 'eeprune', 'none', or a baseline: 'random', 'random_balanced', 'el2n', 'grand',
-  # 'forgetting', 'final_confidence', 'infobatch': a registered method (eeprune_jax/methods/).
+  # 'forgetting', 'final_confidence', 'infobatch', 'eeprune_dynamic' (EEPrune's rule on each
+  # example's latest training pass, a fresh random share skipped per epoch): a registered
+  # method (eeprune_jax/methods/).
   prune.method = 'eeprune'
   prune.mode = 'fraction'  # 'fraction' (prune exactly round(fraction * N)) or 'threshold'.
   # Defaults from docs/results.md: smaller fractions and later pruning hurt least there.
@@ -99,7 +101,8 @@ def base_config() -> ml_collections.ConfigDict:
   prune.score_seeds = 1
   prune.grand_chunk = 16  # GraNd: examples per vmapped per-example-gradient chunk.
   # InfoBatch: `fraction` is the share of below-mean-loss examples dropped each epoch; the
-  # last `infobatch_anneal` of the epochs train on the full data.
+  # last `infobatch_anneal` of the epochs train on the full data. eeprune_dynamic: `fraction`
+  # is the share of the EEPrune-eligible examples skipped each epoch; the same anneal.
   prune.infobatch_anneal = 0.125
   # cost_matched: train on the full data for this share of the schedule (num_epochs x
   # cost_fraction epochs, fractional; learning-rate schedule compressed to them). compare
@@ -109,4 +112,11 @@ def base_config() -> ml_collections.ConfigDict:
   # share or more of a class: the network then never trains on it again. In (0, 1];
   # 1.0 warns only for classes pruned entirely.
   prune.class_warning_share = 0.9
+  # Start from a given keep mask: a bool .npy [N] over the canonical training indices (e.g.
+  # a keep_mask.npy, or one `python -m eeprune_jax.whatif` wrote); '' = all kept. The run
+  # trains on its kept examples from epoch 0. With prune.method='none' that is the whole
+  # run; a pruning method prunes further from it at its rounds (the given pruned examples
+  # stay pruned and count towards round(fraction * N)), and a per-epoch method draws from
+  # the kept ones only.
+  prune.mask_path = ''
   return config

@@ -8,8 +8,10 @@ what it has checked. Method-specific rules come from the method's properties
 import os
 import re
 
+from etils import epath
 import jax
 import ml_collections
+import numpy as np
 
 from eeprune_jax import methods
 from eeprune_jax import models
@@ -151,8 +153,45 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check(errors, num_exits == 0 or 0 <= p.exit < num_exits,
            f'config.prune.exit={p.exit} is not an exit index: the model has {num_exits} '
            f'exit(s), so use 0..{num_exits - 1}.')
+  _check(errors, not p.mask_path or epath.Path(p.mask_path).exists(),
+         f'config.prune.mask_path={p.mask_path!r} is not a file: point it at a keep mask '
+         "(bool .npy [N], e.g. a run's keep_mask.npy), or leave it '' to start from all "
+         'examples.')
   if errors:
     raise ConfigError('invalid config:\n  ' + '\n  '.join(errors))
+
+
+def start_mask(config: ml_collections.ConfigDict, num_train: int) -> np.ndarray | None:
+  """The keep mask `prune.mask_path` starts the run from (bool [N]); None without one.
+
+  Refuses, naming the file and the fix, a mask that is not a bool array of one entry per
+  training example, or that keeps fewer examples than a batch.
+  """
+  path, batch = config.prune.mask_path, config.train.batch_size
+  if not path:
+    return None
+  where = f'config.prune.mask_path={path!r}'
+  try:
+    with epath.Path(path).open('rb') as f:
+      mask = np.load(f, allow_pickle=False)
+  except FileNotFoundError:
+    raise ConfigError(f'{where} is not a file: point it at a keep mask (bool .npy [N]).'
+                      ) from None
+  except (ValueError, OSError) as e:
+    raise ConfigError(f'{where} is not a .npy array ({e}): save the mask with np.save.'
+                      ) from None
+  if mask.dtype != np.bool_:
+    raise ConfigError(f'{where} holds {mask.dtype}, not bool: save the keep mask as bool '
+                      '(True = train on it), e.g. np.save(path, mask.astype(bool)).')
+  if mask.shape != (num_train,):
+    raise ConfigError(f'{where} has shape {mask.shape}, but the training split has '
+                      f'{num_train} examples: use a mask of this data set and split '
+                      f'(config.data.train_split={config.data.train_split!r}).')
+  kept = int(mask.sum())
+  if kept < batch:
+    raise ConfigError(f'{where} keeps {kept} of {num_train} examples, fewer than '
+                      f'config.train.batch_size={batch}: keep more or lower the batch size.')
+  return mask
 
 
 def validate_with_data(config: ml_collections.ConfigDict, num_train: int) -> None:
@@ -163,6 +202,7 @@ def validate_with_data(config: ml_collections.ConfigDict, num_train: int) -> Non
     raise ConfigError(
         f'config.prune.fraction={p.fraction} keeps {kept} of {num_train} examples, fewer than '
         f'config.train.batch_size={t.batch_size}: lower one of them.')
+  start_mask(config, num_train)
   if num_train < t.batch_size:
     raise ConfigError(f'config.train.batch_size={t.batch_size} exceeds the {num_train} training '
                       'examples: lower it.')

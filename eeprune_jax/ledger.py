@@ -3,10 +3,22 @@
 MACs are multiply-accumulates per example from `models.count_macs`. A training example
 costs 3x its forward MACs (forward, plus a backward pass of about twice the forward: the
 usual convention of Kaplan et al. 2020); a scored example costs one forward pass.
+Where NVIDIA's management library answers (`energy.py`), each phase's GPU energy is
+recorded too (`joules`; the report adds kWh); elsewhere the energy fields are absent.
 """
 
 import dataclasses
+import time
 from typing import Any
+
+from eeprune_jax import energy
+
+Mark = tuple[float, float | None]
+
+
+def mark() -> Mark:
+  """The start of a phase: (wall time, GPU energy in joules or None)."""
+  return time.time(), energy.read_joules()
 
 TRAIN_MACS_PER_FORWARD = 3
 
@@ -26,14 +38,28 @@ class Ledger:
   startup_seconds: float = 0.0
   seconds: dict[str, float] = dataclasses.field(
       default_factory=lambda: {'train': 0.0, 'score': 0.0, 'eval': 0.0, 'checkpoint': 0.0})
+  # GPU energy per phase in joules (NVML); empty where no GPU reports it.
+  joules: dict[str, float] = dataclasses.field(default_factory=dict)
 
   def add_time(self, phase: str, seconds: float) -> None:
     """Adds wall time to a phase."""
     self.seconds[phase] = self.seconds.get(phase, 0.0) + seconds
 
+  def add_since(self, phase: str, start: Mark) -> float:
+    """Adds the wall time and GPU energy since `start` (`mark()`) to a phase; the seconds."""
+    seconds = time.time() - start[0]
+    self.add_time(phase, seconds)
+    now = energy.read_joules() if start[1] is not None else None
+    if now is not None:
+      self.joules[phase] = self.joules.get(phase, 0.0) + now - start[1]
+    return seconds
+
   def to_dict(self) -> dict[str, Any]:
-    """JSON-ready counters (for checkpoints)."""
-    return dataclasses.asdict(self)
+    """JSON-ready counters (for checkpoints); no `joules` where no energy was measured."""
+    d = dataclasses.asdict(self)
+    if not d['joules']:
+      del d['joules']
+    return d
 
   @classmethod
   def from_dict(cls, d: dict[str, Any]) -> 'Ledger':
@@ -61,4 +87,7 @@ class Ledger:
         'examples_trained_vs_full_data': self.examples_trained / full_data_examples,
         'cost_vs_full_data': (train_macs + score_macs) / full_macs,
         'wall_seconds_total': sum(self.seconds.values()),
+        **({'energy_kwh': {k: v / 3.6e6 for k, v in self.joules.items()},
+            'energy_joules_total': sum(self.joules.values()),
+            'energy_kwh_total': sum(self.joules.values()) / 3.6e6} if self.joules else {}),
     }

@@ -1,12 +1,12 @@
 """Pruning rounds: when they run, the scores the method asks for, and the new keep mask."""
 
-import time
 from typing import Any
 
 from absl import logging
 import ml_collections
 import numpy as np
 
+from eeprune_jax import ledger as ledger_lib
 from eeprune_jax import masks
 from eeprune_jax import methods
 from eeprune_jax import run_state as run_state_lib
@@ -67,10 +67,10 @@ def prune_round(run: Any, state: steps_lib.TrainState, keep: np.ndarray,
   config, round_index, labels = run.config, rs.rounds_done, run.pipeline.train_labels
   method = methods.get(config.prune.method)
   stats.flush()  # every training row up to the round
-  start = time.time()
+  start = ledger_lib.mark()
   scores = method.scores(_context(run, state, rs, stats, epoch))
   if method.needs.scoring_pass:
-    rs.ledger.add_time('score', time.time() - start)
+    rs.ledger.add_since('score', start)
   result = methods.prune(config.prune, scores=scores, labels=labels, prior_keep=keep,
                          target_pruned=target, rng=rs.rng)
   mstats = masks.mask_stats(result.keep, labels, run.info.num_classes)

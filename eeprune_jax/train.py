@@ -24,6 +24,7 @@ from eeprune_jax import checkpointing
 from eeprune_jax import compilation_cache
 from eeprune_jax import config_checks
 from eeprune_jax import data as data_lib
+from eeprune_jax import ledger as ledger_lib
 from eeprune_jax import loop
 from eeprune_jax import masks
 from eeprune_jax import methods
@@ -98,11 +99,11 @@ class _Run:
 
   def evaluate(self, state: steps_lib.TrainState, rs: run_state_lib.RunState) -> dict[str, Any]:
     """Per-exit accuracy and loss on the evaluation split."""
-    start = time.time()
+    start = ledger_lib.mark()
     result = steps_lib.summarise(self.programs.evaluate(state, 'eval', self.num_exits + 1),
                                  'eval_')
     rs.ledger.examples_evaluated += result['eval_count']
-    rs.ledger.add_time('eval', time.time() - start)
+    rs.ledger.add_since('eval', start)
     return result
 
 
@@ -137,6 +138,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if last_pass:
       last_pass = parallel.replicate(run.mesh, {k: arrays[f'last_pass_{k}'] for k in last_pass})
       stats.last_pass = jax.device_get(last_pass)
+  else:
+    given = config_checks.start_mask(config, n)
+    if given is not None:  # a fresh run from a given keep mask
+      keep = given
+      if run.is_writer:
+        workdir_lib.write_npy(run.paths.keep_mask, keep)
   ledger = rs.ledger
   rounds_at = rounds_lib.prune_epochs(config)
   targets = masks.cumulative_targets(n, config.prune.fraction, max(len(rounds_at), 1))
@@ -145,10 +152,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   global_step = int(state.step)
 
   def save(step_in_epoch: int, epoch: int) -> None:
-    start = time.time()
+    start = ledger_lib.mark()
     rs.epoch, rs.step_in_epoch = epoch, step_in_epoch
     checkpointing.save(run.manager, global_step, state, example_arrays(), rs)
-    ledger.add_time('checkpoint', time.time() - start)
+    ledger.add_since('checkpoint', start)
 
   # Epochs this run trains: num_epochs, or fewer for a compressed schedule (cost_matched),
   # whose fractional last epoch stops part-way.
@@ -196,7 +203,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         epoch_keep, epoch_weight = run.method.epoch_mask(config, epoch, stats)
         weight_table = parallel.replicate(run.mesh, epoch_weight)
       train_keep = keep & epoch_keep
-      start = time.time()
+      start = ledger_lib.mark()
       outcome = run.programs.run_epoch(
           state, epoch=epoch, keep=train_keep, first_step=skip, num_outputs=run.num_exits + 1,
           exit_weights=steps_lib.exit_loss_weights(config.train, run.num_exits, epoch),
@@ -205,8 +212,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           last_pass=last_pass,
           max_steps=max_steps(epoch, run.pipeline.steps_per_epoch(train_keep)))
       state, last_pass = outcome.state, outcome.last_pass
-      train_seconds = time.time() - start
-      ledger.add_time('train', train_seconds)
+      train_seconds = ledger.add_since('train', start)
       if outcome.preempted:
         save(outcome.steps_done, epoch)
         run.manager.wait_until_finished()

@@ -7,6 +7,8 @@ elsewhere asks them and never spells a file name. Layout of a run's workdir:
   scores.npz           the latest pruning round's per-example scores and the keep mask
   scores_round{r}.npz  every pruning round's (round r = 0, 1, ...)
   keep_mask.npy        the current keep mask (bool [N], canonical index order)
+  last_pass/epoch{e:04d}.npz  every example's latest training pass after epoch e
+  whatif/keep_mask_{method}.npy  masks `python -m eeprune_jax.whatif` wrote
   summary.json         config, test accuracy per exit, pruning statistics, cost ledger
   tensorboard/         TensorBoard event files
 and of a comparison's:
@@ -45,6 +47,10 @@ class RunDir:
   def last_pass(self, epoch: int) -> epath.Path:
     """Every example's latest training pass as of the end of epoch `epoch` (1-based)."""
     return self.last_pass_dir / f'epoch{epoch:04d}.npz'
+
+  def whatif_mask(self, method: str) -> epath.Path:
+    """The default path of a what-if keep mask of rule `method` (bool .npy)."""
+    return self.root / 'whatif' / f'keep_mask_{method}.npy'
 
 
 class CompareDir:

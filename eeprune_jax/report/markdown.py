@@ -219,9 +219,12 @@ def write_report(compare_dir: epath.PathLike, run_summaries: Sequence[RunResult]
        None if rows else 'no finished run')
 
   class_runs = [r for r in finished if r.has_keep_mask and r.fraction == fraction]
-  plot('Pruned share per class', plots_lib.CLASS_PLOT,
-       lambda p: plots_lib.plot_pruned_share_per_class(
-           p, results, fraction, methods, plots_lib.run_class_names(class_runs[0].summary)),
+
+  def class_plot(p: epath.Path) -> None:  # no caption (the plot returns its labels)
+    plots_lib.plot_pruned_share_per_class(
+        p, results, fraction, methods, plots_lib.run_class_names(class_runs[0].summary))
+
+  plot('Pruned share per class', plots_lib.CLASS_PLOT, class_plot,
        None if class_runs else 'no finished run that prunes')
 
   chosen = plots_lib.confidence_run(results, fraction, base_config.model.exits)

@@ -17,6 +17,7 @@ from absl import logging
 import numpy as np
 
 from eeprune_jax import masks
+from eeprune_jax import methods
 from eeprune_jax import workdir as workdir_lib
 
 DEFAULT_CLASS_WARNING_SHARE = 0.9  # config_base's default, for summaries without the field
@@ -95,14 +96,17 @@ def _pruning_facts(summary: dict[str, Any]) -> dict[str, Any]:
   method, mode = summary['config']['prune']['method'], summary['config']['prune']['mode']
   last = rounds[-1] if rounds else {}
   emptied = last.get('emptied_classes', [])
-  scored_by_threshold = mode == 'threshold' and method in ('eeprune', 'final_confidence')
+  known = methods.get(method) if method in methods.names() else None
+  scored_by_threshold = mode == 'threshold' and known is not None and known.threshold_mode
+  prunes = known is None or known.prunes or known.needs.epoch_mask
   return {
       'method': method,
+      'prunes': prunes,
       'rounds': len(rounds),
       'round_epochs': [r['epoch'] for r in rounds],
       # The last round's target is the run's total (targets are cumulative). None: no
       # target (threshold mode prunes what passes the threshold; InfoBatch has no rounds).
-      'target_pruned': (0 if method == 'none' else None if scored_by_threshold or not rounds
+      'target_pruned': (0 if not prunes else None if scored_by_threshold or not rounds
                         else last['target_pruned']),
       'num_pruned': pruning['num_pruned'],
       'shortfall': last.get('shortfall', 0),
@@ -165,8 +169,8 @@ def closing_lines(summary: dict[str, Any], workdir: str) -> str:
   lines = ['', '=' * 78, f'Run finished: {h["workdir"]}',
            '  test accuracy   ' + '   '.join(
                f'{n} {_pct(a)}' for n, a in zip(names, h['test_accuracy'].values()))]
-  if p['method'] == 'none':
-    lines.append('  pruning         none (full data)')
+  if not p['prunes']:
+    lines.append(f"  pruning         none ({p['method']}: full data)")
   elif not p['rounds']:  # InfoBatch: per-epoch drops, no permanent mask
     lines.append(f"  pruning         {p['method']}: examples dropped per epoch, none for good")
   else:

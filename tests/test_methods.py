@@ -271,7 +271,8 @@ def _check_small_loss_mask(run_dir: pathlib.Path) -> dict:
 
 
 TINY = ('--config.data.image_size=8', '--config.model.width=0.25',
-        '--config.train.num_epochs=2', '--config.train.compilation_cache_dir=')
+        '--config.train.num_epochs=2', '--config.prune.epoch=1',
+        '--config.train.compilation_cache_dir=')
 
 
 def test_a_toy_method_runs_end_to_end_through_main(tmp_path):

@@ -22,7 +22,7 @@ def run_dir(tmp_path_factory):
   """A tiny EEPrune run: round 0 at the start of epoch 1 (after one epoch), 2 epochs."""
   workdir = tmp_path_factory.mktemp('whatif')
   config = tiny_config_lib.get_config()
-  config.train.num_epochs = 2
+  config.train.num_epochs, config.prune.epoch = 2, 1
   train.train_and_evaluate(config, str(workdir))
   return workdir
 

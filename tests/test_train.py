@@ -97,6 +97,7 @@ def _assert_agree_near_the_boundary(dir_a, summary_a, dir_b, summary_b):
   keep_a, keep_b = np.load(dir_a / 'keep_mask.npy'), np.load(dir_b / 'keep_mask.npy')
   assert (~keep_a).sum() == (~keep_b).sum() == summary_a['pruning']['num_pruned']
   agreement = float(np.mean(keep_a == keep_b))
+  print(f'keep masks agree on {agreement:.1%} ({dir_a.name} vs {dir_b.name})')  # pytest -s
   assert agreement >= DEVICE_COUNT_AGREEMENT, agreement
   differ = keep_a != keep_b
   if not differ.any():

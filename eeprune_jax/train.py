@@ -38,12 +38,10 @@ from eeprune_jax import tracking
 from eeprune_jax import workdir as workdir_lib
 
 # Kept importable from here: tests and benchmarks build steps through `train`.
-TrainState = steps_lib.TrainState
 create_train_state = steps_lib.create_train_state
 make_optimizer = steps_lib.make_optimizer
 train_step = steps_lib.train_step
 Preemption = loop.Preemption
-prune_epochs = rounds_lib.prune_epochs
 
 
 class _Run:

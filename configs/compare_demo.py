@@ -51,4 +51,9 @@ def get_config() -> ml_collections.ConfigDict:
   # '' = the first method listed that prunes in rounds.
   compare.cost_reference = ''
   compare.plot_fraction = -1.0  # < 0: the largest fraction with a finished run.
+  # Runs at once, each its own process (1: one after another, in this process); each
+  # gets memory_fraction of the accelerator's memory (0: 0.9 / parallel).
+  compare.parallel = 1
+  compare.memory_fraction = 0.0
+  compare.progress_every_s = 30.0  # how often concurrent runs' status line is printed
   return config

@@ -8,16 +8,18 @@ The config is a normal run config plus a `compare` section (see configs/compare_
 every (method, fraction, seed) is one run of `train.train_and_evaluate` in
 `DIR/runs/{method}_f{fraction}_s{seed}`. A method name is a registered `prune.method` or
 one of the named variants a method declares (`eeprune_mid`: EEPrune with the exit moved
-to the middle; see `entries`). Runs are sequential and in-process. A run whose
+to the middle; see `entries`). With `compare.parallel=1` (the default) runs are
+sequential and in-process; with N > 1, N runs go at once, each its own process with
+`compare.memory_fraction` of device memory (0: 0.9 / N) (see `run_pool`). A run whose
 `summary.json` exists is not repeated; an unfinished one resumes from its workdir; a run
 that raises is reported as failed and the comparison goes on. `DIR/report.md` and its
 plots are rewritten after every run, so a partial comparison is readable.
 """
 
 import dataclasses
+import functools
 import shlex
 import sys
-import traceback
 from typing import Any, Callable, Mapping, Sequence
 
 from absl import app
@@ -29,6 +31,7 @@ from ml_collections import config_flags
 
 from eeprune_jax import methods
 from eeprune_jax import report
+from eeprune_jax import run_pool
 from eeprune_jax import train
 from eeprune_jax import workdir as workdir_lib
 
@@ -109,6 +112,24 @@ def parse_seeds(text: str) -> list[int]:
   return seeds
 
 
+def parse_parallel(compare_config: ml_collections.ConfigDict) -> tuple[int, float]:
+  """`compare.parallel` (runs at once, >= 1) and `compare.memory_fraction` (each run's
+  share of device memory, in [0, 1]; 0 = 0.9 / parallel)."""
+  parallel = compare_config.get('parallel', 1)
+  fraction = compare_config.get('memory_fraction', 0.0)
+  if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
+    raise ValueError(f'config.compare.parallel={parallel!r}: the number of runs at once must '
+                     'be an integer >= 1 (1 = one run after another, in this process).')
+  if not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
+    raise ValueError(f'config.compare.memory_fraction={fraction!r} must be in [0, 1]: each '
+                     "run's share of device memory, 0 = 0.9 / compare.parallel.")
+  if parallel > 1 and fraction * parallel > 1.0:
+    raise ValueError(f'config.compare.memory_fraction={fraction} x compare.parallel='
+                     f'{parallel} is more than the whole device; lower one of them, or set '
+                     'memory_fraction=0 for 0.9 / parallel each.')
+  return parallel, float(fraction)
+
+
 def plan_runs(compare_config: ml_collections.ConfigDict) -> list[RunSpec]:
   """Every run of the comparison, method-major; one that never prunes once per seed at 0.
 
@@ -116,6 +137,7 @@ def plan_runs(compare_config: ml_collections.ConfigDict) -> list[RunSpec]:
   their length is the measured cost of the run they are matched with.
   """
   names = parse_methods(compare_config.methods)
+  parse_parallel(compare_config)
   fractions = parse_fractions(compare_config.fractions)
   seeds = parse_seeds(compare_config.seeds)
   known, runs = entries(), []
@@ -181,17 +203,6 @@ def run_config(config: ml_collections.ConfigDict, spec: RunSpec,
   return rc
 
 
-def _error_text(e: BaseException) -> str:
-  """`Type: message`, plus the innermost frame for errors that are not config errors."""
-  text = f'{type(e).__name__}: {e}'
-  if not isinstance(e, ValueError):
-    frames = traceback.extract_tb(e.__traceback__)
-    if frames:
-      f = frames[-1]
-      text += f'\n  (at {f.filename}:{f.lineno} in {f.name})'
-  return text
-
-
 TrainFn = Callable[[ml_collections.ConfigDict, str], dict[str, Any]]
 
 
@@ -204,7 +215,7 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str, *, command: 
     config: a run config with a `compare` section.
     workdir: the comparison's directory (runs in `workdir/runs/`).
     command: the command line, stated in report.md.
-    train_fn: replaces `train.train_and_evaluate` (tests).
+    train_fn: replaces `train.train_and_evaluate` in sequential runs (tests).
     report_only: write the report from the runs found, start none.
 
   Raises:
@@ -222,7 +233,9 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str, *, command: 
   base = base_run_config(config)
   paths = workdir_lib.CompareDir(workdir)
   paths.runs.mkdir(parents=True, exist_ok=True)
-  is_writer = jax.process_index() == 0
+  parallel, memory_fraction = parse_parallel(config.compare)
+  # The parent of concurrent runs never starts a JAX backend: it would hold device memory.
+  is_writer = parallel > 1 or jax.process_index() == 0
   if is_writer:
     workdir_lib.write_json(paths.config, {
         'config': workdir_lib.config_to_dict(config), 'command': command,
@@ -265,7 +278,43 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str, *, command: 
     rewrite_report()
     return [results[s.name] for s in specs if s.name in results]
 
-  for i, spec in enumerate(todo):
+  def record(spec: RunSpec, summary: dict[str, Any] | None, error: str | None) -> None:
+    if error is not None:
+      print(f'  failed {spec.name}: {error}', flush=True)
+      results[spec.name] = result(spec, error=error)
+    else:
+      results[spec.name] = result(spec, summary=summary)
+      print(f'  done {spec.name}: test accuracy {summary["test_accuracy"][-1]:.4f}, pruned '
+            f'{summary["pruning"]["pruned_fraction"]:.3f}', flush=True)
+    rewrite_report()
+
+  if parallel > 1:
+    by_name = {s.name: s for s in todo}
+
+    def process_config(spec: RunSpec) -> ml_collections.ConfigDict:
+      rc = spec_config(spec)
+      rc.train.progress_bar = False  # its log.txt gets one line per epoch, not a bar
+      return rc
+
+    def on_outcome(outcome: run_pool.Outcome) -> None:
+      if not outcome.preempted:
+        record(by_name[outcome.name], outcome.summary, outcome.error)
+
+    print(f'{len(todo)} runs, {parallel} at a time, each with '
+          f'{run_pool.memory_fraction(parallel, memory_fraction):.3f} of device memory; '
+          'their output: runs/*/log.txt', flush=True)
+    finished = run_pool.run_jobs(
+        [run_pool.Job(s.name, paths.run(s.name), functools.partial(process_config, s),
+                      after=(RunSpec(reference, s.fraction, s.seed).name
+                             if methods.get(entries()[s.method].method).matches_cost else None))
+         for s in sorted(todo, key=lambda s: s.method != reference)],  # matched runs wait on these
+        parallel=parallel, fraction=run_pool.memory_fraction(parallel, memory_fraction),
+        on_outcome=on_outcome,
+        progress_every_s=float(config.compare.get('progress_every_s', 30.0)))
+    if not finished:
+      rewrite_report()
+      return [results[s.name] for s in specs if s.name in results]
+  for i, spec in enumerate(todo if parallel == 1 else []):
     run_dir = paths.run(spec.name).root
     print(f'[{i + 1}/{len(todo)}] {spec.name} -> {run_dir}', flush=True)
     try:
@@ -273,20 +322,15 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str, *, command: 
     except Exception as e:  # pylint: disable=broad-except
       if not isinstance(e, ValueError):  # config errors say all in their message
         logging.exception('run %s failed', spec.name)
-      error = _error_text(e)
-      print(f'  failed: {error}', flush=True)
-      results[spec.name] = result(spec, error=error)
+      record(spec, None, run_pool.error_text(e))
     else:
       if summary.get('preempted'):
         print(f'  preempted at step {summary.get("step")}: rerun the same command to resume.',
               flush=True)
         rewrite_report()
         return [results[s.name] for s in specs if s.name in results]
-      results[spec.name] = result(spec, summary=summary)
-      print(f'  test accuracy {summary["test_accuracy"][-1]:.4f}, pruned '
-            f'{summary["pruning"]["pruned_fraction"]:.3f}', flush=True)
+      record(spec, summary, None)
     jax.clear_caches()
-    rewrite_report()
   print(f'report: {paths.report}', flush=True)
   return [results[s.name] for s in specs if s.name in results]
 

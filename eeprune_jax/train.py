@@ -231,6 +231,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       logging.info('epoch %d: %s', epoch + 1, record)
       if run.is_writer:
         bar.write(_epoch_line(record, n))
+        workdir_lib.write_json(run.paths.progress, {
+            'epoch': epoch + 1, 'num_epochs': num_epochs,
+            'test_accuracy': record['eval_accuracy'][-1]})
       rs.step_in_epoch = 0
       if (epoch + 1) % config.train.checkpoint_every_epochs == 0 or epoch + 1 == num_epochs:
         save(0, epoch + 1)

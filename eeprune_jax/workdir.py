@@ -10,7 +10,10 @@ elsewhere asks them and never spells a file name. Layout of a run's workdir:
   last_pass/epoch{e:04d}.npz  every example's latest training pass after epoch e
   whatif/keep_mask_{method}.npy  masks `python -m eeprune_jax.whatif` wrote
   summary.json         config, test accuracy per exit, pruning statistics, cost ledger
+  progress.json        the last finished epoch (what a comparison's status line shows)
   tensorboard/         TensorBoard event files
+  queued_config.json, log.txt, failure.txt  a run `compare.parallel` started as a process:
+                       the config it was handed, its output, the error it stopped on
 and of a comparison's:
   compare_config.json  the comparison's config, command and planned runs
   report.md            the report, beside its PNG plots
@@ -39,6 +42,11 @@ class RunDir:
     self.summary = self.root / 'summary.json'  # the finished run's summary
     self.tensorboard = self.root / 'tensorboard'  # TensorBoard event files
     self.last_pass_dir = self.root / 'last_pass'  # every example's latest training pass
+    self.progress = self.root / 'progress.json'  # the last finished epoch
+    # A run that `compare.parallel` runs as a process of its own (eeprune_jax.run_pool):
+    self.queued_config = self.root / 'queued_config.json'  # the config it was handed
+    self.log = self.root / 'log.txt'  # its stdout and stderr
+    self.failure = self.root / 'failure.txt'  # the error it stopped on
 
   def scores_round(self, round_index: int) -> epath.Path:
     """Round `round_index`'s per-example scores and keep mask (.npz)."""

@@ -1,0 +1,161 @@
+"""Concurrent runs of a comparison (`compare.parallel`): same results as one after another,
+dependencies, failures, the progress view, and stopping and resuming."""
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from eeprune_jax import compare
+from eeprune_jax import run_pool
+from eeprune_jax import workdir as workdir_lib
+from test_compare import demo_config
+
+TESTS = pathlib.Path(__file__).resolve().parent
+REPO = TESTS.parent
+# The cost-matched run matches random's: on these 2-epoch runs EEPrune's scoring pass costs
+# more than its pruning saves, and no run can match a cost above full data's.
+RUNS = ('eeprune_mid_f0.3_s0', 'random_f0.3_s0', 'cost_matched_f0.3_s0')
+MATCHED = {'methods': 'eeprune_mid,random,cost_matched', 'fractions': '0.3', 'seeds': '0',
+           'cost_reference': 'random'}
+
+
+def config(num_epochs: int = 2, **compare_fields):
+  """The shrunk demo comparison config, `num_epochs` long."""
+  c = demo_config(**compare_fields)
+  c.train.num_epochs = num_epochs
+  return c
+
+
+def comparison_script(workdir: pathlib.Path, num_epochs: int = 2, **compare_fields) -> list[str]:
+  """A Python command that runs `config(...)` as a comparison in `workdir`, then prints
+  whether its process ever started a JAX backend."""
+  return [sys.executable, '-c', textwrap.dedent(f"""
+      from jax._src import xla_bridge
+      from eeprune_jax import compare
+      from test_run_pool import config
+      compare.run_comparison(config({num_epochs}, **{compare_fields!r}), {str(workdir)!r})
+      print('parent backend initialized:', xla_bridge.backends_are_initialized())
+      """)]
+
+
+def script_env() -> dict[str, str]:
+  return {**os.environ, 'PYTHONPATH': os.pathsep.join([str(REPO), str(TESTS)])}
+
+
+@pytest.fixture(scope='module')
+def both(tmp_path_factory):
+  """The same comparison one run after another (in this process) and three at once."""
+  sequential = tmp_path_factory.mktemp('sequential')
+  compare.run_comparison(demo_config(**MATCHED), str(sequential))
+  concurrent = tmp_path_factory.mktemp('concurrent')
+  proc = subprocess.run(
+      comparison_script(concurrent, **MATCHED, parallel=3, progress_every_s=0.5),
+      env=script_env(), capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  return sequential, concurrent, proc.stdout
+
+
+def test_concurrent_runs_equal_sequential_runs(both):
+  sequential, concurrent, _ = both
+  for name in RUNS:
+    a = workdir_lib.read_json(sequential / 'runs' / name / 'summary.json')
+    b = workdir_lib.read_json(concurrent / 'runs' / name / 'summary.json')
+    assert a['test_accuracy'] == b['test_accuracy'], name
+    assert a['ledger']['cost_vs_full_data'] == b['ledger']['cost_vs_full_data'], name
+  for name in RUNS[:2]:  # the pruned runs
+    np.testing.assert_array_equal(np.load(sequential / 'runs' / name / 'keep_mask.npy'),
+                                  np.load(concurrent / 'runs' / name / 'keep_mask.npy'))
+  # The cost-matched run started only once the run it matches had finished.
+  matched = workdir_lib.read_json(concurrent / 'runs' / RUNS[2] / 'summary.json')
+  reference = workdir_lib.read_json(concurrent / 'runs' / RUNS[1] / 'summary.json')
+  assert (matched['config']['prune']['cost_fraction'] ==
+          reference['ledger']['cost_vs_full_data'])
+  report = (concurrent / 'report.md').read_text()
+  assert '3 of 3 runs finished' in report and 'Against training less' in report
+
+
+def test_the_parent_of_concurrent_runs_holds_no_device(both):
+  *_, stdout = both
+  assert 'parent backend initialized: False' in stdout
+
+
+def test_one_progress_view_and_a_log_per_run(both):
+  _, concurrent, stdout = both
+  assert '3 runs, 3 at a time, each with 0.300 of device memory' in stdout
+  for name in RUNS:
+    assert f'start {name} ->' in stdout and f'done {name}: test accuracy' in stdout
+    log = (concurrent / 'runs' / name / 'log.txt').read_text()
+    assert 'epoch   1' in log, log[-2000:]
+    assert workdir_lib.read_json(concurrent / 'runs' / name / 'progress.json')['epoch'] >= 1
+  assert 'running ' in stdout and '| ended ' in stdout  # the periodic status line
+  assert stdout.index(f'done {RUNS[1]}') < stdout.index(f'start {RUNS[2]}')
+
+
+def test_a_failed_run_fails_the_run_that_waits_on_it(tmp_path, capsys):
+  # 99% pruned leaves fewer examples than a batch: train.py refuses after loading the data.
+  results = compare.run_comparison(
+      demo_config(methods='eeprune_mid,cost_matched', fractions='0.99', seeds='0', parallel=2),
+      str(tmp_path))
+  by_name = {r.name: r for r in results}
+  failed = by_name['eeprune_mid_f0.99_s0']
+  assert failed.error and 'prune.fraction' in failed.error
+  assert failed.error == (tmp_path / 'runs' / failed.name / 'failure.txt').read_text()
+  waiting = by_name['cost_matched_f0.99_s0']
+  assert waiting.error.startswith('eeprune_mid_f0.99_s0 did not finish: ')
+  assert not (tmp_path / 'runs' / waiting.name / 'log.txt').exists()  # never started
+  assert f'failed {waiting.name}' in capsys.readouterr().out
+
+
+def test_sigterm_stops_every_run_with_a_checkpoint_and_a_rerun_resumes(tmp_path):
+  fields = {'methods': 'none,random', 'fractions': '0.3', 'seeds': '0', 'parallel': 2}
+  proc = subprocess.Popen(comparison_script(tmp_path, 6, **fields),
+                          env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+  deadline = time.time() + 600
+  progress = [tmp_path / 'runs' / n / 'progress.json' for n in ('none_f0_s0', 'random_f0.3_s0')]
+  while not all(p.exists() for p in progress) and time.time() < deadline:
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGTERM)
+  stdout, _ = proc.communicate(timeout=600)
+  assert 'SIGTERM: stopping every run' in stdout, stdout
+  unfinished = [p.parent for p in progress if not (p.parent / 'summary.json').exists()]
+  assert unfinished, 'both runs finished before the signal: lengthen them'
+  for run in unfinished:
+    assert (run / 'checkpoints').exists()
+    assert 'SIGTERM received: saving a checkpoint' in (run / 'log.txt').read_text()
+  results = compare.run_comparison(config(6, **fields), str(tmp_path))
+  assert all(r.finished for r in results), [r.error for r in results]
+  for run in unfinished:
+    history = workdir_lib.read_json(run / 'summary.json')['history']
+    assert [h['epoch'] for h in history] == [1, 2, 3, 4, 5, 6]
+    log = (run / 'log.txt').read_text()  # both processes' output: epoch 1 trained once
+    assert log.count('epoch   1  step') == 1 and log.count('epoch   6  step') == 1, log
+
+
+@pytest.mark.parametrize('fields, match', [
+    ({'parallel': 0}, r'compare\.parallel=0'),
+    ({'parallel': -2}, r'compare\.parallel=-2'),
+    ({'memory_fraction': 1.5}, r'compare\.memory_fraction=1\.5'),
+    ({'parallel': 4, 'memory_fraction': 0.3}, r'memory_fraction=0\.3 x compare\.parallel=4'),
+])
+def test_bad_parallel_fields_are_refused_before_any_run(tmp_path, fields, match):
+  with pytest.raises(ValueError, match=match):
+    compare.run_comparison(demo_config(methods='none', **fields), str(tmp_path / 'c'))
+  assert not (tmp_path / 'c').exists()
+
+
+def test_memory_share_per_process(monkeypatch):
+  assert run_pool.memory_fraction(1, 0.0) == 0.75  # JAX's own default, never more
+  assert run_pool.memory_fraction(5, 0.0) == pytest.approx(0.18)
+  assert run_pool.memory_fraction(5, 0.1) == 0.1
+  monkeypatch.delenv(run_pool.MEMORY_ENV, raising=False)
+  assert run_pool.worker_env(0.18)[run_pool.MEMORY_ENV] == '0.180'
+  monkeypatch.setenv(run_pool.MEMORY_ENV, '0.5')  # the user's own choice stands
+  assert run_pool.worker_env(0.18)[run_pool.MEMORY_ENV] == '0.5'

@@ -19,7 +19,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch"
 TPU = LAUNCH / "tpu_vm.sh"
 GPU = LAUNCH / "gpu.sh"
-SCRIPTS = sorted(LAUNCH.glob("*.sh"))
+# Every shell script of the repo: the launchers and the GPU benchmark recipes.
+SCRIPTS = sorted([*LAUNCH.glob("*.sh"), *(LAUNCH.parent / "benchmarks").glob("*.sh")])
 TPU_BASE = ["--name=my-tpu", "--zone=us-central2-b"]
 
 

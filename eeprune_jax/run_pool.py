@@ -200,6 +200,10 @@ def run_jobs(jobs: Sequence[Job], *, parallel: int, fraction: float,
         time.sleep(poll_s)
     return not stop['requested']
   finally:
+    for proc in running:  # only after an error in this process: leave no run orphaned
+      proc.process.send_signal(signal.SIGTERM)  # it checkpoints and exits
+      proc.process.wait()
+      proc.log.close()
     for s, handler in previous.items():
       signal.signal(s, handler)
 

@@ -37,3 +37,6 @@ for model in resnet50 mobilenet_v3_large; do
   python benchmarks/steps.py --model="$model" --width=1.0 --dtype=bfloat16 \
     --batch_size=512 --rounds=20 2>&1 | grep -v -E '^(W|I)[0-9]{4}' | tee -a "$out/steps.txt"
 done
+# 4. Runs at once (compare.parallel) against one run alone: 5 ResNet-18 runs of 5 epochs.
+python benchmarks/concurrent_runs.py --preset=gpu --npz_path="$npz" --runs=5 --epochs=5 \
+  --json 2>&1 | grep -v -E '^(W|I)[0-9]{4}' | tee "$out/concurrent_runs.txt"

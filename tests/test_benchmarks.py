@@ -34,6 +34,18 @@ def test_loop_benchmark_runs_and_prints_its_json():
   assert result['platform'] == 'cpu' and result['loop_over_step'] > 0
 
 
+def test_concurrent_runs_benchmark_runs_and_prints_its_json():
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  out = subprocess.run(
+      [sys.executable, str(ROOT / 'benchmarks' / 'concurrent_runs.py'), '--runs=2',
+       '--epochs=2', '--json'],
+      env=env, check=True, capture_output=True, text=True, timeout=900).stdout
+  result = json.loads(out.strip().splitlines()[-1])
+  assert result['runs'] == 2 and result['epochs'] == 2 and result['devices'] == 1
+  assert result['throughput_gain'] == pytest.approx(
+      2 * result['one_run_s'] / result['runs_at_once_s'], rel=0.01)
+
+
 NPZ = ROOT.parent / 'shared' / 'data' / 'cifar10' / 'cifar10_jpeg.npz'
 
 

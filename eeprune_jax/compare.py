@@ -112,11 +112,12 @@ def parse_seeds(text: str) -> list[int]:
   return seeds
 
 
-def parse_parallel(compare_config: ml_collections.ConfigDict) -> tuple[int, float]:
-  """`compare.parallel` (runs at once, >= 1) and `compare.memory_fraction` (each run's
-  share of device memory, in [0, 1]; 0 = 0.9 / parallel)."""
+def parse_parallel(compare_config: ml_collections.ConfigDict) -> tuple[int, float, float]:
+  """`compare.parallel` (runs at once, >= 1), `compare.memory_fraction` (each run's share
+  of device memory, in [0, 1]; 0 = 0.9 / parallel) and `compare.progress_every_s`."""
   parallel = compare_config.get('parallel', 1)
   fraction = compare_config.get('memory_fraction', 0.0)
+  progress_every_s = compare_config.get('progress_every_s', 30.0)
   if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
     raise ValueError(f'config.compare.parallel={parallel!r}: the number of runs at once must '
                      'be an integer >= 1 (1 = one run after another, in this process).')
@@ -127,7 +128,10 @@ def parse_parallel(compare_config: ml_collections.ConfigDict) -> tuple[int, floa
     raise ValueError(f'config.compare.memory_fraction={fraction} x compare.parallel='
                      f'{parallel} is more than the whole device; lower one of them, or set '
                      'memory_fraction=0 for 0.9 / parallel each.')
-  return parallel, float(fraction)
+  if not isinstance(progress_every_s, (int, float)) or progress_every_s <= 0:
+    raise ValueError(f'config.compare.progress_every_s={progress_every_s!r} must be > 0: '
+                     'seconds between status lines of concurrent runs.')
+  return parallel, float(fraction), float(progress_every_s)
 
 
 def plan_runs(compare_config: ml_collections.ConfigDict) -> list[RunSpec]:
@@ -233,7 +237,7 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str, *, command: 
   base = base_run_config(config)
   paths = workdir_lib.CompareDir(workdir)
   paths.runs.mkdir(parents=True, exist_ok=True)
-  parallel, memory_fraction = parse_parallel(config.compare)
+  parallel, memory_fraction, progress_every_s = parse_parallel(config.compare)
   # The parent of concurrent runs never starts a JAX backend: it would hold device memory.
   is_writer = parallel > 1 or jax.process_index() == 0
   if is_writer:
@@ -288,8 +292,8 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str, *, command: 
             f'{summary["pruning"]["pruned_fraction"]:.3f}', flush=True)
     rewrite_report()
 
-  if parallel > 1:
-    by_name = {s.name: s for s in todo}
+  def run_concurrently() -> bool:  # False: stopped by a signal, the runs checkpointed
+    by_name, share = {s.name: s for s in todo}, run_pool.memory_fraction(parallel, memory_fraction)
 
     def process_config(spec: RunSpec) -> ml_collections.ConfigDict:
       rc = spec_config(spec)
@@ -300,38 +304,43 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str, *, command: 
       if not outcome.preempted:
         record(by_name[outcome.name], outcome.summary, outcome.error)
 
-    print(f'{len(todo)} runs, {parallel} at a time, each with '
-          f'{run_pool.memory_fraction(parallel, memory_fraction):.3f} of device memory; '
+    def waits_for(spec: RunSpec) -> str | None:
+      if methods.get(entries()[spec.method].method).matches_cost:
+        return RunSpec(reference, spec.fraction, spec.seed).name
+      return None
+
+    print(f'{len(todo)} runs, {parallel} at a time, each with {share:.3f} of device memory; '
           'their output: runs/*/log.txt', flush=True)
-    finished = run_pool.run_jobs(
+    order = sorted(todo, key=lambda s: s.method != reference)  # matched runs wait on these
+    return run_pool.run_jobs(
         [run_pool.Job(s.name, paths.run(s.name), functools.partial(process_config, s),
-                      after=(RunSpec(reference, s.fraction, s.seed).name
-                             if methods.get(entries()[s.method].method).matches_cost else None))
-         for s in sorted(todo, key=lambda s: s.method != reference)],  # matched runs wait on these
-        parallel=parallel, fraction=run_pool.memory_fraction(parallel, memory_fraction),
-        on_outcome=on_outcome,
-        progress_every_s=float(config.compare.get('progress_every_s', 30.0)))
-    if not finished:
-      rewrite_report()
-      return [results[s.name] for s in specs if s.name in results]
-  for i, spec in enumerate(todo if parallel == 1 else []):
-    run_dir = paths.run(spec.name).root
-    print(f'[{i + 1}/{len(todo)}] {spec.name} -> {run_dir}', flush=True)
-    try:
-      summary = train_fn(spec_config(spec), str(run_dir))
-    except Exception as e:  # pylint: disable=broad-except
-      if not isinstance(e, ValueError):  # config errors say all in their message
-        logging.exception('run %s failed', spec.name)
-      record(spec, None, run_pool.error_text(e))
-    else:
-      if summary.get('preempted'):
-        print(f'  preempted at step {summary.get("step")}: rerun the same command to resume.',
-              flush=True)
-        rewrite_report()
-        return [results[s.name] for s in specs if s.name in results]
-      record(spec, summary, None)
-    jax.clear_caches()
-  print(f'report: {paths.report}', flush=True)
+                      after=waits_for(s)) for s in order],
+        parallel=parallel, fraction=share, on_outcome=on_outcome,
+        progress_every_s=progress_every_s)
+
+  def run_in_process() -> bool:  # False: preempted, the run checkpointed
+    for i, spec in enumerate(todo):
+      run_dir = paths.run(spec.name).root
+      print(f'[{i + 1}/{len(todo)}] {spec.name} -> {run_dir}', flush=True)
+      try:
+        summary = train_fn(spec_config(spec), str(run_dir))
+      except Exception as e:  # pylint: disable=broad-except
+        if not isinstance(e, ValueError):  # config errors say all in their message
+          logging.exception('run %s failed', spec.name)
+        record(spec, None, run_pool.error_text(e))
+      else:
+        if summary.get('preempted'):
+          print(f'  preempted at step {summary.get("step")}: rerun the same command to '
+                'resume.', flush=True)
+          return False
+        record(spec, summary, None)
+      jax.clear_caches()
+    return True
+
+  if run_concurrently() if parallel > 1 else run_in_process():
+    print(f'report: {paths.report}', flush=True)
+  else:
+    rewrite_report()
   return [results[s.name] for s in specs if s.name in results]
 
 

@@ -42,4 +42,4 @@ def test_gpu_science_config_plans_the_issue_12_comparison(tmp_path):
   names = [s.name for s in compare.plan_runs(config.compare)]
   assert len(names) == 14 and names[-2:] == ['cost_matched_f0.5_s0', 'cost_matched_f0.5_s1']
   assert compare.cost_reference(config.compare) == 'eeprune_mid'
-  assert compare.parse_parallel(config.compare) == (7, 0.0)
+  assert compare.parse_parallel(config.compare) == (7, 0.0, 30.0)

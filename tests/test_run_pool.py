@@ -144,6 +144,7 @@ def test_sigterm_stops_every_run_with_a_checkpoint_and_a_rerun_resumes(tmp_path)
     ({'parallel': -2}, r'compare\.parallel=-2'),
     ({'memory_fraction': 1.5}, r'compare\.memory_fraction=1\.5'),
     ({'parallel': 4, 'memory_fraction': 0.3}, r'memory_fraction=0\.3 x compare\.parallel=4'),
+    ({'progress_every_s': 0.0}, r'compare\.progress_every_s=0\.0'),
 ])
 def test_bad_parallel_fields_are_refused_before_any_run(tmp_path, fields, match):
   with pytest.raises(ValueError, match=match):

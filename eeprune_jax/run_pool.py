@@ -103,19 +103,19 @@ class _Process:
       return Outcome(name, preempted=True)
     if paths.failure.exists():
       return Outcome(name, error=paths.failure.read_text())
-    last = [line for line in paths.log.read_text(errors='replace').splitlines() if line.strip()]
+    text = paths.log.read_bytes().decode(errors='replace')
+    last = [line for line in text.splitlines() if line.strip()]
     return Outcome(name, error=(
-        f'the run process exited with code {returncode} ({_signal_name(returncode)}); '
+        f'the run process ended ({_how_it_ended(returncode)}); '
         f'last output line: {last[-1] if last else "(none)"}; full output in {paths.log}'))
 
 
-def _signal_name(returncode: int) -> str:
-  """`killed by SIGKILL (out of host memory?)` and the like, from a return code."""
+def _how_it_ended(returncode: int) -> str:
+  """`killed by SIGKILL (out of host memory?)`, `exit code 2` and the like."""
   if returncode < 0:
     name = signal.Signals(-returncode).name
-    hint = ' (out of host memory?)' if name == 'SIGKILL' else ''
-    return f'killed by {name}{hint}'
-  return 'an error before Python could report it' if returncode != 1 else 'an error'
+    return f'killed by {name}' + (' (out of host memory?)' if name == 'SIGKILL' else '')
+  return f'exit code {returncode}' + (' without a summary.json' if returncode == 0 else '')
 
 
 def _progress(job: Job) -> str:

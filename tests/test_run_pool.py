@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import numpy as np
@@ -160,3 +161,22 @@ def test_memory_share_per_process(monkeypatch):
   assert run_pool.worker_env(0.18)[run_pool.MEMORY_ENV] == '0.180'
   monkeypatch.setenv(run_pool.MEMORY_ENV, '0.5')  # the user's own choice stands
   assert run_pool.worker_env(0.18)[run_pool.MEMORY_ENV] == '0.5'
+
+
+def test_a_killed_run_is_reported_with_how_it_ended(tmp_path):
+  # As the kernel's OOM killer would: SIGKILL, no chance to write failure.txt.
+  run = tmp_path / 'runs' / 'none_f0_s0'
+
+  def kill_after_first_epoch():
+    deadline = time.time() + 600
+    while not (run / 'progress.json').exists() and time.time() < deadline:
+      time.sleep(0.2)
+    subprocess.run(['pkill', '-KILL', '-f', f'eeprune_jax.run_pool {run}$'], check=False)
+
+  killer = threading.Thread(target=kill_after_first_epoch)
+  killer.start()
+  results = compare.run_comparison(config(6, methods='none', seeds='0', parallel=2),
+                                   str(tmp_path))
+  killer.join()
+  assert 'killed by SIGKILL (out of host memory?)' in results[0].error, results[0].error
+  assert str(run / 'log.txt') in results[0].error

@@ -133,8 +133,9 @@ def run_jobs(jobs: Sequence[Job], *, parallel: int, fraction: float,
   """Runs `jobs`, at most `parallel` at once, each as soon as the job it waits for has
   finished, in the order given; calls `on_outcome` as each ends.
 
-  A job whose dependency failed fails without starting. Returns False when stopped by
-  SIGINT/SIGTERM (the runs that were going saved checkpoints), True otherwise.
+  A job whose dependency failed fails without starting; one whose dependency was stopped
+  waits for the next call. Returns False when a run was stopped (SIGINT/SIGTERM to this
+  process or to the run: it saved a checkpoint), True when every job ended.
   """
   names = {job.name for job in jobs}
   pending, running, ended = list(jobs), [], {}
@@ -198,7 +199,8 @@ def run_jobs(jobs: Sequence[Job], *, parallel: int, fraction: float,
               f'waiting {len(pending)}', flush=True)
       if running:
         time.sleep(poll_s)
-    return not stop['requested']
+    # A run stopped by a SIGTERM of its own (not ours) is unfinished too.
+    return not stop['requested'] and not any(o.preempted for o in ended.values())
   finally:
     for proc in running:  # only after an error in this process: leave no run orphaned
       proc.process.send_signal(signal.SIGTERM)  # it checkpoints and exits

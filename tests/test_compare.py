@@ -13,6 +13,7 @@ import pytest
 
 from eeprune_jax import compare
 from eeprune_jax import report
+from eeprune_jax.report import markdown
 from eeprune_jax.report import plots
 from eeprune_jax import train
 
@@ -238,3 +239,23 @@ def test_demo_prunes_where_the_network_predicts_every_class(tmp_path, monkeypatc
   per_class = np.bincount(labels[eligible], minlength=10) / np.bincount(labels)
   assert per_class.min() >= 0.25, per_class  # measured: 80% or more
   assert (~scores['keep']).sum() == round(config.prune.fraction * n)  # no shortfall
+
+
+def _finished(method: str, fraction: float, seed: int, accuracy: float, cost: float):
+  summary = {'test_accuracy': [accuracy], 'pruning': {'pruned_fraction': 0.0, 'rounds': []},
+             'ledger': {'full_data_train_macs': 1.0, 'examples_trained': 1, 'score_macs': 0.0,
+                        'cost_vs_full_data': cost}}
+  return report.RunResult(f'{method}_f{fraction:g}_s{seed}', method, fraction, seed, '',
+                          summary=summary)
+
+
+def test_against_training_less_pairs_each_seed_with_its_baseline():
+  runs = [_finished('cost_matched', 0.5, s, a, 0.8) for s, a in [(0, 0.60), (1, 0.50)]]
+  runs += [_finished('random', 0.5, s, a, 0.6) for s, a in [(0, 0.61), (1, 0.48), (2, 0.7)]]
+  runs += [_finished('infobatch', 0.5, 2, 0.7, 0.8)]
+  table = markdown.cost_matched_table(report.aggregate(runs))
+  random_row = next(line for line in table if line.startswith('| random |'))
+  # mean 59.67 vs 55.00 (+4.67) within the std of random's seeds (11.0); seed 2 unpaired
+  assert '| +4.67 | no | +1.00 -2.00 (above in 1 of 2) |' in random_row, random_row
+  assert 'no seed in common' in next(line for line in table if '| infobatch |' in line)
+  assert table[-1].startswith('| **cost_matched** | 0.5 | 55.00 ± 7.07 | 0.800 ± 0.000 | 0 |')

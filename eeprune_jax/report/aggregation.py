@@ -36,6 +36,7 @@ class Row:
   seeds: int  # finished
   planned: int
   stats: dict[str, tuple[float, float]]  # metric -> (mean, std); std is nan for one seed
+  accuracy_by_seed: dict[int, float] = dataclasses.field(default_factory=dict)  # finished
 
 
 def _metrics(summary: dict[str, Any]) -> dict[str, float]:
@@ -65,10 +66,12 @@ def aggregate(results: Sequence[RunResult]) -> list[Row]:
     groups.setdefault((r.method, r.fraction), []).append(r)
   rows = []
   for (method, fraction), runs in groups.items():
-    done = [_metrics(r.summary) for r in runs if r.finished]
-    if not done:
+    finished = [r for r in runs if r.finished]
+    if not finished:
       continue
+    done = [_metrics(r.summary) for r in finished]
     stats = {k: _mean_std([d[k] for d in done]) for k in done[0]}
-    rows.append(Row(method, fraction, len(done), len(runs), stats))
+    rows.append(Row(method, fraction, len(done), len(runs), stats,
+                    {r.seed: d['accuracy'] for r, d in zip(finished, done)}))
   rows.sort(key=lambda row: (row.fraction, -row.stats['accuracy'][0], row.method))
   return rows

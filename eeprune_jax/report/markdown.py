@@ -50,12 +50,15 @@ def _matches_cost(name: str) -> bool:
 
 def cost_matched_table(rows: Sequence[Row]) -> list[str]:
   """Every method beside the cost-matched baseline of its fraction (full data, fewer
-  epochs, the same cost): the difference in accuracy and whether it exceeds the seed spread."""
+  epochs, the same cost): the difference in accuracy, whether it exceeds the seed spread,
+  and the difference seed by seed (a run against the baseline run of its own seed, which
+  shares its initialisation and data order)."""
   baselines = {row.fraction: row for row in rows if _matches_cost(row.method)}
   if not baselines:
     return []
   out = ['| method | fraction | test accuracy (%) | cost vs full data | vs cost-matched '
-         '(points) | beyond seed spread? |', '| --- | ---: | ---: | ---: | ---: | --- |']
+         '(points) | beyond seed spread? | per seed (points) |',
+         '| --- | ---: | ---: | ---: | ---: | --- | --- |']
   for row in rows:
     base = baselines.get(row.fraction)
     if base is None or row is base:
@@ -68,11 +71,21 @@ def cost_matched_table(rows: Sequence[Row]) -> list[str]:
       verdict = 'yes' if abs(acc - base_acc) > spread else 'no'
     out.append(f'| {row.method} | {row.fraction:g} | {_pm(row.stats["accuracy"], ".2f", 100)} '
                f'| {_pm(row.stats["cost_vs_full_data"], ".3f")} | {100 * (acc - base_acc):+.2f} '
-               f'| {verdict} |')
+               f'| {verdict} | {_per_seed(row, base)} |')
   for fraction, base in sorted(baselines.items()):
     out.append(f'| **{base.method}** | {fraction:g} | {_pm(base.stats["accuracy"], ".2f", 100)} '
-               f'| {_pm(base.stats["cost_vs_full_data"], ".3f")} | 0 | (the baseline) |')
+               f'| {_pm(base.stats["cost_vs_full_data"], ".3f")} | 0 | (the baseline) | |')
   return out
+
+
+def _per_seed(row: Row, base: Row) -> str:
+  """`+3.25 +3.10 +1.99 (above in 3 of 3)`: the row's seeds against the baseline's."""
+  seeds = sorted(set(row.accuracy_by_seed) & set(base.accuracy_by_seed))
+  if not seeds:
+    return 'no seed in common'
+  diffs = [100 * (row.accuracy_by_seed[s] - base.accuracy_by_seed[s]) for s in seeds]
+  above = sum(d > 0 for d in diffs)
+  return f'{" ".join(f"{d:+.2f}" for d in diffs)} (above in {above} of {len(diffs)})'
 
 
 def _warnings(finished: Sequence[RunResult]) -> list[str]:
@@ -170,7 +183,9 @@ def write_report(compare_dir: epath.PathLike, run_summaries: Sequence[RunResult]
             'The alternative a pruned run must beat: full data for fewer epochs at the same '
             'cost (`cost_matched`, its schedule compressed to the cost of the run it is '
             'matched with). A difference counts as beyond the seed spread when it exceeds '
-            'the larger sample std over seeds of the two rows.', ''] + headline + ['']
+            'the larger sample std over seeds of the two rows. Per seed: each run against '
+            'the baseline run of the same seed (same initialisation and data order), in '
+            'seed order.', ''] + headline + ['']
   out += ['## Results', '']
   if rows:
     out += [results_table(rows), '',

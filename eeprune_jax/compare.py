@@ -57,6 +57,11 @@ def entries() -> dict[str, Entry]:
   return out
 
 
+def method_of(name: str) -> methods.Method:
+  """The registered method behind a `compare.methods` name (a method or a variant of one)."""
+  return methods.get(entries()[name].method)
+
+
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
   """One run of the comparison."""
@@ -144,10 +149,10 @@ def plan_runs(compare_config: ml_collections.ConfigDict) -> list[RunSpec]:
   parse_parallel(compare_config)
   fractions = parse_fractions(compare_config.fractions)
   seeds = parse_seeds(compare_config.seeds)
-  known, runs = entries(), []
-  names.sort(key=lambda name: methods.get(known[name].method).matches_cost)  # stable
+  runs = []
+  names.sort(key=lambda name: method_of(name).matches_cost)  # stable
   for name in names:
-    method = methods.get(known[name].method)
+    method = method_of(name)
     for fraction in (fractions if method.prunes or method.matches_cost else [0.0]):
       runs.extend(RunSpec(name, fraction, seed) for seed in seeds)
   return runs
@@ -157,14 +162,13 @@ def cost_reference(compare_config: ml_collections.ConfigDict) -> str:
   """The method whose runs the cost-matched baseline matches: `compare.cost_reference`,
   or the first method of `compare.methods` that prunes in rounds."""
   named = str(compare_config.get('cost_reference', '') or '')
-  known = entries()
   if named:
     if named not in parse_methods(compare_config.methods):
       raise ValueError(f'config.compare.cost_reference={named!r} is not one of '
                        f'config.compare.methods={compare_config.methods!r}.')
     return named
   for name in parse_methods(compare_config.methods):
-    method = methods.get(known[name].method)
+    method = method_of(name)
     if method.prunes and not method.needs.epoch_mask:
       return name
   raise ValueError('config.compare.methods has a cost-matched baseline but no method that '
@@ -229,7 +233,7 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str, *, command: 
     raise ValueError('the config has no `compare` section: use configs/compare_*.py, or add '
                      'config.compare.methods/fractions/seeds.')
   specs = plan_runs(config.compare)
-  matching = any(methods.get(entries()[s.method].method).matches_cost for s in specs)
+  matching = any(method_of(s.method).matches_cost for s in specs)
   reference = cost_reference(config.compare) if matching else ''
   train_fn = train_fn or train.train_and_evaluate
   plot_fraction = float(config.compare.get('plot_fraction', -1.0))
@@ -248,7 +252,7 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str, *, command: 
   results: dict[str, report.RunResult] = {}
 
   def spec_config(spec: RunSpec) -> ml_collections.ConfigDict:
-    if methods.get(entries()[spec.method].method).matches_cost:
+    if method_of(spec.method).matches_cost:
       return run_config(config, spec, matched_cost(paths, reference, spec))
     return run_config(config, spec)
 
@@ -305,7 +309,7 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str, *, command: 
         record(by_name[outcome.name], outcome.summary, outcome.error)
 
     def waits_for(spec: RunSpec) -> str | None:
-      if methods.get(entries()[spec.method].method).matches_cost:
+      if method_of(spec.method).matches_cost:
         return RunSpec(reference, spec.fraction, spec.seed).name
       return None
 

@@ -18,7 +18,6 @@ from eeprune_jax import checkpointing
 from eeprune_jax import masks
 from eeprune_jax import run_summary
 from eeprune_jax import workdir as workdir_lib
-from eeprune_jax.data import sources
 
 FLAGS = flags.FLAGS
 
@@ -34,22 +33,6 @@ def parameter_table(params: Any, depth: int) -> list[dict[str, Any]]:
     if len(names) <= depth + 1:
       row['shapes'].append(f'{names[-1]}{list(leaf.shape)}')
   return list(rows.values())
-
-
-def _class_names(workdir: str, summary: dict[str, Any], num_classes: int) -> list[str]:
-  """The run's class names: from summary.json, else the data set's metadata, else indices."""
-  if summary.get('class_names'):
-    return list(summary['class_names'])
-  try:
-    import ml_collections  # pylint: disable=g-import-not-at-top
-    data_config = ml_collections.ConfigDict(
-        workdir_lib.read_json(workdir_lib.RunDir(workdir).config)['data'])
-    names = list(sources.class_metadata(data_config)[2])
-    if len(names) == num_classes:
-      return names
-  except Exception:  # pylint: disable=broad-except  # no data set here: indices will do
-    pass
-  return [str(c) for c in range(num_classes)]
 
 
 def inspect_workdir(workdir: str, step: int | None = None, depth: int = 2) -> dict[str, Any]:
@@ -72,7 +55,10 @@ def inspect_workdir(workdir: str, step: int | None = None, depth: int = 2) -> di
             'num_pruned': int((~keep).sum()), 'pruned_fraction': float((~keep).mean())}
   summary = workdir_lib.read_json(paths.summary) if paths.summary.exists() else {}
   per_class = mask.get('pruned_fraction_per_class')
-  class_names = _class_names(workdir, summary, len(per_class)) if per_class else None
+  class_names = None
+  if per_class:
+    data_config = workdir_lib.read_json(paths.config)['data'] if paths.config.exists() else {}
+    class_names = list(run_summary.class_names(summary, data_config, len(per_class)))
   rs = ckpt['progress']
   return {
       'workdir': str(workdir), 'steps': ckpt['all_steps'], 'step': ckpt['step'],

@@ -8,17 +8,20 @@
 * `closing_lines`: the same facts as the text `train_and_evaluate` prints last.
 * `emptied_classes_of`: the emptied classes of any run summary, also of summaries written
   before the headline existed (the comparison report uses it).
+* `class_names`: a run's class names, wherever they can be found.
 """
 
 import textwrap
 from typing import Any, Sequence
 
 from absl import logging
+import ml_collections
 import numpy as np
 
 from eeprune_jax import masks
 from eeprune_jax import methods
 from eeprune_jax import workdir as workdir_lib
+from eeprune_jax.data import sources
 
 DEFAULT_CLASS_WARNING_SHARE = 0.9  # config_base's default, for summaries without the field
 
@@ -37,6 +40,21 @@ FILES = (
 
 def _class_name(class_names: Sequence[str], c: int) -> str:
   return str(class_names[c]) if c < len(class_names) else str(c)
+
+
+def class_names(summary: dict[str, Any], data_config: dict[str, Any],
+                num_classes: int) -> tuple[str, ...]:
+  """A run's class names: stored in its summary, else from its data set's metadata (no
+  prepared data needed for TFDS), else the known names of its data set, else indices."""
+  if summary.get('class_names'):
+    return tuple(summary['class_names'])
+  try:
+    names = tuple(sources.class_metadata(ml_collections.ConfigDict(data_config))[2])
+    if len(names) == num_classes:
+      return names
+  except Exception:  # pylint: disable=broad-except  # no data set here: fall back
+    pass
+  return sources.named_classes(data_config.get('name', ''), None, num_classes)
 
 
 def emptied_class_rows(keep: np.ndarray, labels: np.ndarray, class_names: Sequence[str],

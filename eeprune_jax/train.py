@@ -185,7 +185,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     bar.set_postfix(loss=f'{float(host["total_loss"]) / max(host["count"], 1):.3f}',
                     acc=f'{summary["train_accuracy"][-1]:.3f}')
     progress = epoch + step_in_epoch / run.pipeline.steps_per_epoch(train_keep)
-    progress *= config.train.num_epochs / schedule
+    progress *= run.programs.schedule_scale  # a compressed schedule (cost_matched)
     run.log_scalars(global_step, {
         **summary, 'lr': float(steps_lib.learning_rate(config.train, progress))})
 

@@ -116,11 +116,16 @@ def whatif_mask(scores: dict[str, np.ndarray], prune_config: ml_collections.Conf
                      f'(it has {", ".join(sorted(scores))}).') from None
 
 
+def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
+  """|a & b| / |a | b| of two bool sets (1.0 for two empty sets)."""
+  union = int((a | b).sum())
+  return float((a & b).sum() / union) if union else 1.0
+
+
 def overlap(keep: np.ndarray, other: np.ndarray) -> dict[str, float]:
   """Jaccard index of the two pruned sets, and the share of examples decided alike."""
   a, b = ~np.asarray(keep, bool), ~np.asarray(other, bool)
-  union = int((a | b).sum())
-  return {'pruned_jaccard': float((a & b).sum() / union) if union else 1.0,
+  return {'pruned_jaccard': _jaccard(a, b),
           'agreement': float((a == b).mean()),
           'pruned_both': int((a & b).sum()), 'pruned_only_here': int((a & ~b).sum()),
           'pruned_only_run': int((~a & b).sum())}
@@ -163,7 +168,6 @@ def agreement(workdir: str, round_index: int = 0) -> dict[str, Any]:
   top = {}
   for name, el, conf in (('scored', el_s, cs), ('free', el_f, cf)):
     top[name] = ~masks.prune_top(conf, el, min(num_pruned, int(el.sum()))).keep
-  union = int((top['scored'] | top['free']).sum())
   return {
       'round': round_index, 'epoch': epoch, 'num_examples': len(labels),
       'eligible_scored': int(el_s.sum()), 'eligible_free': int(el_f.sum()),
@@ -172,7 +176,7 @@ def agreement(workdir: str, round_index: int = 0) -> dict[str, Any]:
       'conf_correlation_eligible_both': (float(np.corrcoef(cs[both], cf[both])[0, 1])
                                          if both.sum() > 2 else None),
       'top_k': num_pruned,
-      'top_k_jaccard': float((top['scored'] & top['free']).sum() / union) if union else 1.0,
+      'top_k_jaccard': _jaccard(top['scored'], top['free']),
       'top_k_shared': int((top['scored'] & top['free']).sum()),
       'run_pruned_in_free_top_k': int((top['free'] & ~scored['keep']).sum()),
   }

@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 
 from eeprune_jax import methods as methods_lib
+from eeprune_jax import run_summary
 from eeprune_jax import workdir as workdir_lib
 from eeprune_jax.data import sources
 from eeprune_jax.report.aggregation import Row, RunResult
@@ -210,15 +211,9 @@ def train_images(config: ml_collections.ConfigDict) -> np.ndarray:
 
 
 def run_class_names(summary: dict[str, Any]) -> tuple[str, ...]:
-  """Class names of a run's data set: stored in its summary, else from the data set's
-  metadata, else (or where the metadata cannot be read) indices."""
-  if summary.get('class_names'):
-    return tuple(summary['class_names'])
-  n = len(summary['pruning']['pruned_fraction_per_class'])
-  try:
-    return tuple(sources.dataset_info(data_config(summary)).class_names)
-  except Exception:  # pylint: disable=broad-except
-    return sources.named_classes(summary['config']['data'].get('name', ''), None, n)
+  """Class names of a finished run's data set (`run_summary.class_names`)."""
+  return run_summary.class_names(summary, summary['config']['data'],
+                                 len(summary['pruning']['pruned_fraction_per_class']))
 
 
 def prunes_by_early_exit(r: RunResult) -> bool:

@@ -12,10 +12,8 @@ cost-matched baseline (full data, fewer epochs, matched to EEPrune's measured co
 random; EEPrune, the paper's rule and class-balanced; InfoBatch; dynamic EEPrune. Seeds 0
 and 1: 14 runs, 7 at a time, each with 0.9 / 7 of the GPU's memory.
 
-Expected runtime on one H100/H200: one 20-epoch run alone took about 65 s and five at once
-132 s (issue 12, before the loop rework), so about 5-7 minutes for the 14 runs, of which
-the pruned ones cost 0.6 of a full run. Not yet measured with this config (no GPU was
-lent to the session that wrote it). On a CPU: hours; use configs/compare_cifar10.py.
+Runtime: 172 s for the 14 runs on one NVIDIA H200 (2026-11-30, warm compilation cache;
+docs/results.md section 5). On a CPU: hours; use configs/compare_cifar10.py.
 """
 
 import ml_collections

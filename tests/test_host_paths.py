@@ -1,0 +1,110 @@
+"""The shipped TFDS configs end to end on every backend that reads their data.
+
+`configs/imagenet.py` and `configs/cifar100.py`, shrunk, on TFDS data prepared as real files
+(`tfds_files`; not `tfds.testing.mock_data`, whose file-system patch breaks asynchronous
+checkpoints, see there): train, prune, checkpoint every epoch, SIGTERM mid-run, resume with
+the same command, finish. A new backend joins by adding its (config, backend) pairs to
+`CASES`.
+"""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import tfds_files
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+# (config, backend): every backend that can read the config's source.
+CASES = [('imagenet', 'tfdata'), ('cifar100', 'tfdata'), ('cifar100', 'device')]
+
+NUM_TRAIN, NUM_EVAL, BATCH = 256, 64, 32
+STEPS_PER_EPOCH = NUM_TRAIN // BATCH
+DATA = {  # config -> (TFDS name, eval split, stored image shape, config overrides)
+    'imagenet': ('imagenet2012', 'validation', (48, 40, 3),
+                 ['--config.model.width=0.125', '--config.data.image_size=32']),
+    'cifar100': ('cifar100', 'test', (32, 32, 3), ['--config.model.width=0.25']),
+}
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  """Both data sets, prepared once for the module."""
+  root = tmp_path_factory.mktemp('tfds')
+  for name, eval_split, shape, _ in DATA.values():
+    tfds_files.write_prepared(root, name, {'train': NUM_TRAIN, eval_split: NUM_EVAL},
+                              image_shape=shape)
+  return root
+
+
+def _command(config: str, backend: str, workdir: pathlib.Path, data_dir: pathlib.Path
+             ) -> list[str]:
+  return [sys.executable, '-m', 'eeprune_jax.main', f'--config={ROOT / "configs" / config}.py',
+          f'--workdir={workdir}', f'--config.data.data_dir={data_dir}',
+          f'--config.data.backend={backend}', '--config.train.num_epochs=3',
+          '--config.train.warmup_epochs=0.5', '--config.prune.epoch=1',
+          f'--config.train.batch_size={BATCH}', f'--config.train.eval_batch_size={BATCH}',
+          '--config.train.checkpoint_every_epochs=1', '--config.train.log_every_steps=4',
+          '--config.train.progress_bar=False', *DATA[config][3]]
+
+
+def _env() -> dict[str, str]:
+  # Two devices: sharded batches at the cost of two.
+  return dict(os.environ, PYTHONPATH=str(ROOT),
+              XLA_FLAGS='--xla_force_host_platform_device_count=2')
+
+
+def _steps(workdir: pathlib.Path) -> list[int]:
+  checkpoints = workdir / 'checkpoints'
+  if not checkpoints.exists():
+    return []
+  return sorted(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())
+
+
+@pytest.mark.parametrize('config,backend', CASES)
+def test_train_prune_checkpoint_sigterm_resume(config, backend, data_dir, tmp_path):
+  """SIGTERM once the first epoch's checkpoint is written (the pruning round, its scoring
+  pass and the next epoch still ahead); the same command then finishes the run, and it has
+  trained every epoch's steps once."""
+  workdir = tmp_path / 'run'
+  command = _command(config, backend, workdir, data_dir)
+  proc = subprocess.Popen(command, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 300
+  while STEPS_PER_EPOCH not in _steps(workdir):
+    if proc.poll() is not None:
+      pytest.fail(f'run ended before its first checkpoint:\n{proc.stderr.read()[-3000:]}')
+    assert time.time() < deadline, 'no first checkpoint within 300 s'
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 0, err[-3000:]
+  assert 'Preempted at step' in err, f'the run finished before SIGTERM arrived:\n{err[-2000:]}'
+  assert not (workdir / 'summary.json').exists()
+  stopped_at = _steps(workdir)[-1]
+  assert stopped_at > STEPS_PER_EPOCH
+
+  resumed = subprocess.run(command, cwd=ROOT, env=_env(), capture_output=True, text=True,
+                           timeout=600)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  summary = json.loads((workdir / 'summary.json').read_text())
+  history = summary['history']
+  assert [r['epoch'] for r in history] == [1, 2, 3]
+  assert len(summary['pruning']['rounds']) == 1
+  # (Random images: imagenet's early exit finds eligible examples, cifar100's may not.)
+  kept = summary['pruning']['num_kept']
+  assert [r['kept'] for r in history] == [NUM_TRAIN, kept, kept]
+  # Every epoch's steps trained once: the preempted epoch's record counts only the steps
+  # after the resume, and the two runs together took exactly the schedule's steps.
+  pruned_steps = kept // BATCH
+  assert history[1]['steps'] == pruned_steps - (stopped_at - STEPS_PER_EPOCH)
+  assert history[-1]['step'] == STEPS_PER_EPOCH + 2 * pruned_steps
+  assert summary['ledger']['train_steps'] == history[-1]['step']
+  assert _steps(workdir)[-1] == history[-1]['step']
+

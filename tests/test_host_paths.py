@@ -17,6 +17,12 @@ import time
 
 import pytest
 
+from eeprune_jax import config_base
+from eeprune_jax import config_checks
+from eeprune_jax import data
+from eeprune_jax import parallel
+from eeprune_jax.data import device
+from eeprune_jax.data import sources
 import tfds_files
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -107,4 +113,36 @@ def test_train_prune_checkpoint_sigterm_resume(config, backend, data_dir, tmp_pa
   assert history[-1]['step'] == STEPS_PER_EPOCH + 2 * pruned_steps
   assert summary['ledger']['train_steps'] == history[-1]['step']
   assert _steps(workdir)[-1] == history[-1]['step']
+
+
+def test_device_backend_refuses_data_larger_than_its_memory_share(monkeypatch):
+  """Refused before a single image is decoded, naming both host backends; the digits'
+  1437 + 360 images of 32x32x1 (1.75 MiB) need a share of over 0.58 of 3 MiB."""
+  cfg = config_base.base_config()
+  cfg.data.device_memory_share = 0.5
+  monkeypatch.setattr(device, 'device_memory_bytes', lambda: 3 * 2**20)
+  load_arrays = sources.load_arrays
+
+  def no_decoding(*args):
+    raise AssertionError('decoded data before refusing it')
+
+  monkeypatch.setattr(sources, 'load_arrays', no_decoding)
+  make = lambda: data.create_pipeline(cfg.data, batch_size=32, eval_batch_size=64,
+                                      mesh=parallel.make_mesh(), seed=0)
+  with pytest.raises(ValueError) as e:
+    make()
+  msg = str(e.value)
+  assert 'config.data.device_memory_share=0.5' in msg and 'MiB' in msg
+  assert '--config.data.backend=tfdata' in msg and '--config.data.backend=grain' in msg
+  monkeypatch.setattr(sources, 'load_arrays', load_arrays)
+  cfg.data.device_memory_share = 0.6
+  assert make().steps_per_epoch(None) == 1437 // 32
+  assert device.device_memory_bytes() > 2**20  # a real capacity where nothing is patched
+
+
+def test_device_memory_share_is_validated():
+  cfg = config_base.base_config()
+  cfg.data.device_memory_share = 0.0
+  with pytest.raises(config_checks.ConfigError, match='data.device_memory_share=0.0'):
+    config_checks.validate(cfg)
 

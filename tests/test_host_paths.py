@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from eeprune_jax import config_base
@@ -146,3 +147,34 @@ def test_device_memory_share_is_validated():
   with pytest.raises(config_checks.ConfigError, match='data.device_memory_share=0.0'):
     config_checks.validate(cfg)
 
+
+def test_tfdata_resume_skips_batches_before_decoding_them():
+  """A resume at step 10 yields the uninterrupted epoch's batches 10.. and does not decode
+  the records of the batches it skips (augmentation on: the batches depend on it)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from eeprune_jax.data import tfdata  # pylint: disable=g-import-not-at-top
+  cfg = config_base.base_config().data
+  cfg.backend, cfg.train_split, cfg.augment = 'tfdata', 'train[:640]', 'cifar'
+  pipe = data.create_pipeline(cfg, batch_size=32, eval_batch_size=64,
+                              mesh=parallel.make_mesh(), seed=3)
+  mask = np.arange(640) % 3 != 0
+  steps = pipe.steps_per_epoch(mask)
+  assert steps == 13
+  full = [jax.device_get(b) for b in pipe.train_epoch(2, mask)]
+  tf = tfdata._tf()  # pylint: disable=protected-access
+  decoded = tf.Variable(0, dtype=tf.int64)
+  preprocess = pipe._preprocess  # pylint: disable=protected-access
+
+  def counting(*args, **kwargs):
+    with tf.control_dependencies([decoded.assign_add(1)]):
+      return {k: tf.identity(v) for k, v in preprocess(*args, **kwargs).items()}
+
+  pipe._preprocess = counting  # pylint: disable=protected-access
+  resumed = [jax.device_get(b) for b in pipe.train_feeds(2, mask, 10, 1)]
+  assert len(resumed) == steps - 10
+  for a, b in zip(full[10:], resumed):
+    for k in a:
+      np.testing.assert_array_equal(a[k], b[k])
+  # Decoding the skipped batches too would take all 13 x 32 records; the resume decodes its
+  # 3 batches and what tf.data reads ahead (it varies, up to a few batches).
+  assert (steps - 10) * 32 <= int(decoded.numpy()) < steps * 32

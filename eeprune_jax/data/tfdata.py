@@ -6,10 +6,11 @@ Each process reads its own contiguous part [start, end) of the split
 
 Training (one tf.data pipeline per epoch): enumerate -> filter by the keep mask (a bool
 table gathered by index) -> shuffle (buffer: all kept local examples up to
-SHUFFLE_BUFFER, seed from (seed, epoch)) -> repeat -> decode -> augment -> normalise ->
-batch(local batch, drop_remainder) -> take(steps_per_epoch) -> prefetch. Augmentation
-uses stateless TF random ops seeded by (seed, epoch, index), so the batches depend only
-on (seed, epoch, keep mask). With several processes a host whose part keeps fewer than
+SHUFFLE_BUFFER, seed from (seed, epoch)) -> repeat -> skip (a resume: the records of
+the batches already trained, before decoding) -> decode -> augment -> normalise ->
+batch(local batch, drop_remainder) -> take(the rest of steps_per_epoch) -> prefetch.
+Augmentation uses stateless TF random ops seeded by (seed, epoch, index), so the batches
+depend only on (seed, epoch, keep mask). With several processes a host whose part keeps fewer than
 steps * local batch examples wraps around (repeat) so that all hosts yield the same
 number of batches; on one process every batch holds distinct kept examples.
 
@@ -25,7 +26,6 @@ batches are padded with valid=False rows so the global batches line up.
 """
 
 import functools
-import itertools
 from typing import Any, Iterator
 
 import jax
@@ -163,9 +163,10 @@ class TfDataPipeline(Pipeline):
     image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
     return tf.ensure_shape(image, (size, size, self.info.image_shape[-1]))
 
-  def train_epoch(self, epoch: int, keep_mask: np.ndarray | None
+  def train_epoch(self, epoch: int, keep_mask: np.ndarray | None, first_step: int = 0
                   ) -> Iterator[dict[str, jax.Array]]:
-    """Exactly steps_per_epoch(keep_mask) augmented global batches of kept examples."""
+    """Exactly steps_per_epoch(keep_mask) augmented global batches of kept examples, from
+    batch `first_step` on (a resume: the batches before it are skipped undecoded)."""
     tf = self._tf
     steps = self.steps_per_epoch(keep_mask)
     kept = self.kept_indices(keep_mask)
@@ -181,10 +182,13 @@ class TfDataPipeline(Pipeline):
     ds = ds.shuffle(min(local_kept, SHUFFLE_BUFFER), seed=_derive_seed(self.seed, epoch, 0),
                     reshuffle_each_iteration=True)
     aug_seed = _derive_seed(self.seed, epoch, 1)
-    ds = ds.repeat().map(
+    # A resume drops the records of the batches it skips before decoding them; augmentation
+    # seeds depend on (epoch, index) only, so the batches after them are unchanged.
+    ds = ds.repeat().skip(first_step * self._local_bs).map(
         lambda i, img, lab: self._preprocess(i, img, lab, aug_seed, train=True),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(self._local_bs, drop_remainder=True).take(steps).prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(self._local_bs, drop_remainder=True).take(steps - first_step)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
     return self._to_global(ds.as_numpy_iterator())
 
   def num_eval_steps(self, split: str) -> int:
@@ -231,7 +235,7 @@ class TfDataPipeline(Pipeline):
                   steps_per_feed: int) -> Iterator[Any]:
     """The epoch's global batches from `first_step` on, one per feed."""
     del steps_per_feed  # always one
-    return itertools.islice(self.train_epoch(epoch, keep_mask), first_step, None)
+    return self.train_epoch(epoch, keep_mask, first_step)
 
   def eval_feeds(self, split: str) -> Iterator[tuple[Any, int]]:
     """Every eval batch of the split, one per feed."""

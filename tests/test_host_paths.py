@@ -160,7 +160,7 @@ def test_tfdata_resume_skips_batches_before_decoding_them():
   mask = np.arange(640) % 3 != 0
   steps = pipe.steps_per_epoch(mask)
   assert steps == 13
-  full = [jax.device_get(b) for b in pipe.train_epoch(2, mask)]
+  full = [jax.device_get(b) for b in pipe.train_feeds(2, mask, 0, 1)]
   tf = tfdata._tf()  # pylint: disable=protected-access
   decoded = tf.Variable(0, dtype=tf.int64)
   preprocess = pipe._preprocess  # pylint: disable=protected-access

@@ -23,7 +23,8 @@ jitted program takes, with `*_feed_specs()` giving its PartitionSpecs and
 `local_batch(feed, step, epoch, train)` turning it, inside `shard_map`, into this
 device's rows of batch `step`. The device backend's feed is the whole split plus the
 epoch's index order (uploaded once per epoch), so a program runs many steps per dispatch;
-the tf.data backend's feed is one host batch, so its programs run one step.
+the tf.data backend's feed is one host batch (uint8 images, normalised on device), so
+its programs run one step.
 """
 
 from typing import Any, Iterator

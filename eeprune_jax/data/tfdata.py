@@ -7,8 +7,11 @@ Each process reads its own contiguous part [start, end) of the split
 Training (one tf.data pipeline per epoch): enumerate -> filter by the keep mask (a bool
 table gathered by index) -> shuffle (buffer: all kept local examples up to
 SHUFFLE_BUFFER, seed from (seed, epoch)) -> repeat -> skip (a resume: the records of
-the batches already trained, before decoding) -> decode -> augment -> normalise ->
+the batches already trained, before decoding) -> decode -> augment ->
 batch(local batch, drop_remainder) -> take(the rest of steps_per_epoch) -> prefetch.
+Images cross host->device as uint8 (a quarter of float32's bytes) and are normalised on
+device (`local_batch`, inside the loop's programs; `train_epoch`/`eval_batches` apply it
+too, so their batches are float32 as `data.Pipeline` promises).
 Augmentation uses stateless TF random ops seeded by (seed, epoch, index), so the batches
 depend only on (seed, epoch, keep mask). With several processes a host whose part keeps fewer than
 steps * local batch examples wraps around (repeat) so that all hosts yield the same
@@ -29,11 +32,13 @@ import functools
 from typing import Any, Iterator
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
 from eeprune_jax import parallel
 from eeprune_jax.data import PAD_INDEX, Pipeline, sources
+from eeprune_jax.data import augment as augment_lib
 from eeprune_jax.data.sources import ceil_div
 
 SHUFFLE_BUFFER = 65_536  # examples; holds encoded images for TFDS sources.
@@ -133,7 +138,7 @@ class TfDataPipeline(Pipeline):
       else:
         image = self._imagenet_crop(image, seeds[0])
       image = tf.image.stateless_random_flip_left_right(image, seeds[1])
-    image = (tf.cast(image, tf.float32) - self._mean) / self._std
+    # Stays uint8 (a quarter of float32's bytes host->device); `local_batch` normalises.
     return {'image': image, 'label': label, 'index': tf.cast(index, tf.int32),
             'valid': tf.constant(True)}
 
@@ -163,10 +168,15 @@ class TfDataPipeline(Pipeline):
     image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
     return tf.ensure_shape(image, (size, size, self.info.image_shape[-1]))
 
-  def train_epoch(self, epoch: int, keep_mask: np.ndarray | None, first_step: int = 0
+  def train_epoch(self, epoch: int, keep_mask: np.ndarray | None
                   ) -> Iterator[dict[str, jax.Array]]:
-    """Exactly steps_per_epoch(keep_mask) augmented global batches of kept examples, from
-    batch `first_step` on (a resume: the batches before it are skipped undecoded)."""
+    """Exactly steps_per_epoch(keep_mask) augmented global batches of kept examples."""
+    return self._to_global(self._train_host(epoch, keep_mask, 0))
+
+  def _train_host(self, epoch: int, keep_mask: np.ndarray | None, first_step: int
+                  ) -> Iterator[dict[str, np.ndarray]]:
+    """This host's uint8 batches of the epoch from batch `first_step` on (a resume: the
+    batches before it are skipped undecoded)."""
     tf = self._tf
     steps = self.steps_per_epoch(keep_mask)
     kept = self.kept_indices(keep_mask)
@@ -189,7 +199,7 @@ class TfDataPipeline(Pipeline):
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(self._local_bs, drop_remainder=True).take(steps - first_step)
     ds = ds.prefetch(tf.data.AUTOTUNE)
-    return self._to_global(ds.as_numpy_iterator())
+    return ds.as_numpy_iterator()
 
   def num_eval_steps(self, split: str) -> int:
     """Batches per process: enough for the largest per-process part."""
@@ -200,6 +210,10 @@ class TfDataPipeline(Pipeline):
 
   def eval_batches(self, split: str) -> Iterator[dict[str, jax.Array]]:
     """Un-augmented batches of split 'train' or 'eval', every index once, last padded."""
+    return self._to_global(self._eval_host(split))
+
+  def _eval_host(self, split: str) -> Iterator[dict[str, np.ndarray]]:
+    """This host's uint8 eval batches, num_eval_steps(split) of them (padded)."""
     tf = self._tf
     start, end = self._range(split)
     steps = self.num_eval_steps(split)
@@ -207,12 +221,12 @@ class TfDataPipeline(Pipeline):
         lambda i, img, lab: self._preprocess(i, img, lab, 0, train=False),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(self._local_eval_bs).prefetch(tf.data.AUTOTUNE)
-    return self._to_global(self._padded(ds.as_numpy_iterator(), steps))
+    return self._padded(ds.as_numpy_iterator(), steps)
 
   def _padded(self, batches: Iterator[dict[str, np.ndarray]], steps: int
               ) -> Iterator[dict[str, np.ndarray]]:
     b = self._local_eval_bs
-    pad_row = {'image': np.zeros(self.info.image_shape, np.float32),
+    pad_row = {'image': np.zeros(self.info.image_shape, np.uint8),
                'label': np.int32(0), 'index': np.int32(PAD_INDEX), 'valid': np.False_}
     done = 0
     for batch in batches:
@@ -235,11 +249,11 @@ class TfDataPipeline(Pipeline):
                   steps_per_feed: int) -> Iterator[Any]:
     """The epoch's global batches from `first_step` on, one per feed."""
     del steps_per_feed  # always one
-    return self.train_epoch(epoch, keep_mask, first_step)
+    return self._feeds(self._train_host(epoch, keep_mask, first_step))
 
   def eval_feeds(self, split: str) -> Iterator[tuple[Any, int]]:
     """Every eval batch of the split, one per feed."""
-    return ((batch, 1) for batch in self.eval_batches(split))
+    return ((batch, 1) for batch in self._feeds(self._eval_host(split)))
 
   def train_feed_specs(self) -> Any:
     """Every field sharded along the batch axis."""
@@ -249,11 +263,19 @@ class TfDataPipeline(Pipeline):
 
   def local_batch(self, feed: Any, step: jax.Array, epoch: jax.Array, *, train: bool
                   ) -> dict[str, jax.Array]:
-    """The feed is the batch."""
+    """The feed is the batch, its uint8 images normalised here (padding rows stay 0)."""
     del step, epoch, train
-    return feed
+    image = augment_lib.normalise(feed['image'], self._mean, self._std)
+    return {**feed, 'image': jnp.where(feed['valid'][:, None, None, None], image, 0.0)}
 
   def _to_global(self, batches: Iterator[dict[str, np.ndarray]]
                  ) -> Iterator[dict[str, jax.Array]]:
+    """Global batches as the Pipeline contract has them (float32 images, normalised)."""
+    normalise = jax.jit(lambda b: self.local_batch(b, None, None, train=False))
+    for batch in batches:
+      yield normalise(parallel.host_to_global(self.mesh, batch))
+
+  def _feeds(self, batches: Iterator[dict[str, np.ndarray]]) -> Iterator[dict[str, jax.Array]]:
+    """Host batches uploaded as they are (uint8 images), for the loop's programs."""
     for batch in batches:
       yield parallel.host_to_global(self.mesh, batch)

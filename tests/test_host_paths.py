@@ -178,3 +178,60 @@ def test_tfdata_resume_skips_batches_before_decoding_them():
   # Decoding the skipped batches too would take all 13 x 32 records; the resume decodes its
   # 3 batches and what tf.data reads ahead (it varies, up to a few batches).
   assert (steps - 10) * 32 <= int(decoded.numpy()) < steps * 32
+
+
+# One process of a two-process tf.data run: the indices of the rows it yields per epoch.
+_TFDATA_HOST = """
+import json, sys
+import jax
+jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+port, pid, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+jax.distributed.initialize(f'localhost:{port}', 2, pid)
+import numpy as np
+from eeprune_jax import config_base, data, parallel
+cfg = config_base.base_config().data
+cfg.backend, cfg.train_split, cfg.augment = 'tfdata', 'train[:400]', 'none'
+pipe = data.create_pipeline(cfg, batch_size=16, eval_batch_size=16, mesh=parallel.make_mesh(),
+                            seed=0)
+mask = np.ones(400, bool)
+mask[200:] = np.arange(200) % 10 == 0  # process 1's range [200, 400) keeps 20 of 200
+rows = {epoch: np.concatenate([np.concatenate([np.asarray(s.data)
+                                               for s in b['index'].addressable_shards])
+                               for b in pipe.train_epoch(epoch, mask)]).tolist()
+        for epoch in (0, 1)}
+with open(out, 'w') as f:
+  json.dump({'steps': pipe.steps_per_epoch(mask), 'rows': rows}, f)
+"""
+
+
+def test_tfdata_with_uneven_kept_counts_across_two_processes(tmp_path):
+  """What tfdata.py's docstring says: with 90% of process 1's range pruned, both processes
+  yield kept // batch batches; process 0 trains a fresh subset of its kept examples each
+  epoch, process 1 repeats each of its kept examples floor or ceil of the ratio times."""
+  import socket  # pylint: disable=g-import-not-at-top
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    port = s.getsockname()[1]
+  env = dict(_env(), XLA_FLAGS='--xla_force_host_platform_device_count=1')
+  procs = [subprocess.Popen([sys.executable, '-c', _TFDATA_HOST, str(port), str(i),
+                             str(tmp_path / f'host{i}.json')], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+           for i in range(2)]
+  for p in procs:
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err[-3000:]
+  hosts = [json.loads((tmp_path / f'host{i}.json').read_text()) for i in range(2)]
+  steps = (200 + 20) // 16
+  assert hosts[0]['steps'] == hosts[1]['steps'] == steps
+  per_host = steps * 8  # local batch 8 of a global 16
+  for epoch in ('0', '1'):
+    rows0, rows1 = (np.asarray(h['rows'][epoch]) for h in hosts)
+    assert len(rows0) == len(rows1) == per_host
+    # Process 0: distinct kept examples of its range, 200 - 104 = 96 of them left out.
+    assert len(set(rows0)) == per_host and rows0.min() >= 0 and rows0.max() < 200
+    # Process 1: its 20 kept examples, each 104 // 20 = 5 or 6 times.
+    counts = np.bincount(rows1, minlength=400)
+    assert set(np.flatnonzero(counts)) == set(range(200, 400, 10))
+    assert set(counts[counts > 0]) <= {per_host // 20, per_host // 20 + 1}
+  # A fresh subset each epoch on process 0.
+  assert set(hosts[0]['rows']['0']) != set(hosts[0]['rows']['1'])

@@ -13,9 +13,20 @@ Images cross host->device as uint8 (a quarter of float32's bytes) and are normal
 device (`local_batch`, inside the loop's programs; `train_epoch`/`eval_batches` apply it
 too, so their batches are float32 as `data.Pipeline` promises).
 Augmentation uses stateless TF random ops seeded by (seed, epoch, index), so the batches
-depend only on (seed, epoch, keep mask). With several processes a host whose part keeps fewer than
-steps * local batch examples wraps around (repeat) so that all hosts yield the same
-number of batches; on one process every batch holds distinct kept examples.
+depend only on (seed, epoch, keep mask). On one process every batch holds distinct kept
+examples and an epoch trains all of them but the remainder of the last batch.
+
+UNEVEN KEPT COUNTS ACROSS PROCESSES. Every process yields steps_per_epoch(mask) = (kept
+examples overall) // (global batch) batches of local_batch rows per epoch, drawn only from
+the kept examples of its own range. After a pruning that keeps more in some ranges than in
+others (EEPrune prunes classes unevenly), a process whose range keeps more than
+steps * local_batch trains a fresh random subset of its kept examples each epoch and leaves
+the rest untrained that epoch; a process whose range keeps fewer repeats its kept examples
+(repeat): each one floor or ceil of steps * local_batch / local_kept times per epoch. The
+run trains as many steps as the device backend would, but examples of lightly pruned ranges
+are under-sampled and those of heavily pruned ranges over-sampled. The device backend
+samples every kept example exactly once per epoch (a global permutation); tested in
+tests/test_host_paths.py with two processes.
 
 Augmentation by `config.data.augment`: 'cifar' = zero padding of 4 + random image_size
 crop + horizontal flip; 'imagenet' = random resized crop (sample_distorted_bounding_box,

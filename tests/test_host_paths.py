@@ -185,7 +185,8 @@ _TFDATA_HOST = """
 import json, sys
 import jax
 jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-port, pid, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+port, pid, out, tfds_dir, workdir = sys.argv[1:6]
+pid = int(pid)
 jax.distributed.initialize(f'localhost:{port}', 2, pid)
 import numpy as np
 from eeprune_jax import config_base, data, parallel
@@ -199,22 +200,32 @@ rows = {epoch: np.concatenate([np.concatenate([np.asarray(s.data)
                                                for s in b['index'].addressable_shards])
                                for b in pipe.train_epoch(epoch, mask)]).tolist()
         for epoch in (0, 1)}
+# Labels of a TFDS split: each process reads its range, the two gather them.
+cfg = config_base.base_config().data
+cfg.source, cfg.name, cfg.data_dir, cfg.backend = 'tfds', 'cifar100', tfds_dir, 'tfdata'
+tfds_pipe = data.create_pipeline(cfg, batch_size=16, eval_batch_size=16,
+                                 mesh=parallel.make_mesh(), seed=0, workdir=workdir)
 with open(out, 'w') as f:
-  json.dump({'steps': pipe.steps_per_epoch(mask), 'rows': rows}, f)
+  json.dump({'steps': pipe.steps_per_epoch(mask), 'rows': rows,
+             'labels': tfds_pipe.train_labels.tolist()}, f)
 """
 
 
 def test_tfdata_with_uneven_kept_counts_across_two_processes(tmp_path):
   """What tfdata.py's docstring says: with 90% of process 1's range pruned, both processes
   yield kept // batch batches; process 0 trains a fresh subset of its kept examples each
-  epoch, process 1 repeats each of its kept examples floor or ceil of the ratio times."""
+  epoch, process 1 repeats each of its kept examples floor or ceil of the ratio times.
+  Also: the training labels of a TFDS split, read per process range and gathered."""
   import socket  # pylint: disable=g-import-not-at-top
   with socket.socket() as s:
     s.bind(('localhost', 0))
     port = s.getsockname()[1]
+  tfds_files.write_prepared(tmp_path / 'tfds', 'cifar100', {'train': 50, 'test': 10},
+                            image_shape=(32, 32, 3), classes=9, shards=3)
   env = dict(_env(), XLA_FLAGS='--xla_force_host_platform_device_count=1')
   procs = [subprocess.Popen([sys.executable, '-c', _TFDATA_HOST, str(port), str(i),
-                             str(tmp_path / f'host{i}.json')], cwd=ROOT, env=env,
+                             str(tmp_path / f'host{i}.json'), str(tmp_path / 'tfds'),
+                             str(tmp_path / 'run')], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
            for i in range(2)]
   for p in procs:
@@ -235,3 +246,31 @@ def test_tfdata_with_uneven_kept_counts_across_two_processes(tmp_path):
     assert set(counts[counts > 0]) <= {per_host // 20, per_host // 20 + 1}
   # A fresh subset each epoch on process 0.
   assert set(hosts[0]['rows']['0']) != set(hosts[0]['rows']['1'])
+  cfg = config_base.base_config().data
+  cfg.source, cfg.name, cfg.data_dir = 'tfds', 'cifar100', str(tmp_path / 'tfds')
+  labels = sources.tfds_labels(cfg, 'train').tolist()
+  assert hosts[0]['labels'] == hosts[1]['labels'] == labels
+  assert np.load(tmp_path / 'run' / 'train_labels.npy').tolist() == labels
+
+
+def test_tfdata_reads_the_labels_once_and_a_resume_reuses_them(tmp_path, monkeypatch):
+  """Labels read in parallel (3 shards) match the canonical one-file-at-a-time read; the
+  workdir keeps them, so a second pipeline over the same workdir reads no record."""
+  tfds_files.write_prepared(tmp_path / 'tfds', 'cifar100', {'train': 96, 'test': 32},
+                            image_shape=(32, 32, 3), classes=7, shards=3)
+  cfg = config_base.base_config().data
+  cfg.source, cfg.name, cfg.backend = 'tfds', 'cifar100', 'tfdata'
+  cfg.data_dir = str(tmp_path / 'tfds')
+  make = lambda: data.create_pipeline(cfg, batch_size=16, eval_batch_size=16,
+                                      mesh=parallel.make_mesh(), seed=0,
+                                      workdir=tmp_path / 'run')
+  labels = make().train_labels
+  np.testing.assert_array_equal(labels, sources.tfds_labels(cfg, 'train'))
+  assert len(set(labels)) == 7 and labels.dtype == np.int32
+  assert (tmp_path / 'run' / 'train_labels.npy').exists()
+
+  def no_reading(*args):
+    raise AssertionError('read the split again')
+
+  monkeypatch.setattr(sources, 'tfds_labels_parallel', no_reading)
+  np.testing.assert_array_equal(make().train_labels, labels)

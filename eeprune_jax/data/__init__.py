@@ -133,8 +133,9 @@ class Pipeline:
 
 
 def create_pipeline(data_config: Any, *, batch_size: int, eval_batch_size: int,
-                    mesh: Mesh, seed: int) -> Pipeline:
-  """The input pipeline of `config.data.backend` ('device' or 'tfdata')."""
+                    mesh: Mesh, seed: int, workdir: Any = None) -> Pipeline:
+  """The input pipeline of `config.data.backend` ('device' or 'tfdata'); `workdir` (a
+  run's) keeps what a host backend reads once, such as the training labels."""
   kwargs = dict(batch_size=batch_size, eval_batch_size=eval_batch_size, mesh=mesh, seed=seed)
   backend = data_config.backend
   # Imported here so that the device backend never pulls in TensorFlow.
@@ -143,7 +144,7 @@ def create_pipeline(data_config: Any, *, batch_size: int, eval_batch_size: int,
     return device.DevicePipeline(data_config, **kwargs)
   assert backend == 'tfdata', backend  # config_checks validates config.data.backend
   from eeprune_jax.data import tfdata  # pylint: disable=g-import-not-at-top
-  return tfdata.TfDataPipeline(data_config, **kwargs)
+  return tfdata.TfDataPipeline(data_config, workdir=workdir, **kwargs)
 
 
 __all__ = ['DatasetInfo', 'DatasetNotPreparedError', 'PAD_INDEX', 'Pipeline',

@@ -40,6 +40,7 @@ batches are padded with valid=False rows so the global batches line up.
 """
 
 import functools
+import io
 from typing import Any, Iterator
 
 import jax
@@ -48,6 +49,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from eeprune_jax import parallel
+from eeprune_jax import workdir as workdir_lib
 from eeprune_jax.data import PAD_INDEX, Pipeline, sources
 from eeprune_jax.data import augment as augment_lib
 from eeprune_jax.data.sources import ceil_div
@@ -77,9 +79,10 @@ class TfDataPipeline(Pipeline):
   """tf.data on the host; see the module docstring."""
 
   def __init__(self, data_config: Any, *, batch_size: int, eval_batch_size: int,
-               mesh: Mesh, seed: int):
+               mesh: Mesh, seed: int, workdir: Any = None):
     super().__init__(data_config, batch_size=batch_size, eval_batch_size=eval_batch_size,
                      mesh=mesh, seed=seed)
+    self._label_cache = None if workdir is None else workdir_lib.RunDir(workdir).train_labels
     self._tf = _tf()
     self._local_bs = parallel.local_batch_size(batch_size)
     self._local_eval_bs = parallel.local_batch_size(eval_batch_size)
@@ -98,10 +101,34 @@ class TfDataPipeline(Pipeline):
     """int32 [num_train] labels in canonical order (read once, on first use)."""
     if self._train_labels is None:
       if self._is_tfds:
-        self._train_labels = sources.load_labels(self.data_config, 'train')
+        self._train_labels = self._tfds_train_labels()
       else:
         self._train_labels = self._numpy('train')[1]
     return self._train_labels
+
+  def _tfds_train_labels(self) -> np.ndarray:
+    """The labels from the workdir's cache, or read once: each process reads its range's
+    labels only (parallel shard reads, no pixels), all processes gather them, process 0
+    writes the cache atomically. Every process must see the same workdir (as Orbax needs)."""
+    n = self.info.num_train
+    path = self._label_cache
+    if path is not None and path.exists():
+      labels = np.load(io.BytesIO(path.read_bytes()))
+      if labels.shape == (n,):
+        return labels.astype(np.int32)
+    start, end = self._range('train')
+    labels = sources.tfds_labels_parallel(self.data_config, 'train', start, end)
+    if self._nproc > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      ranges = [sources.process_range(n, p, self._nproc) for p in range(self._nproc)]
+      padded = np.zeros(max(e - s for s, e in ranges), np.int32)
+      padded[:len(labels)] = labels
+      gathered = np.asarray(multihost_utils.process_allgather(padded))
+      labels = np.concatenate([gathered[p, :e - s] for p, (s, e) in enumerate(ranges)])
+    if path is not None and self._pid == 0:
+      path.parent.mkdir(parents=True, exist_ok=True)
+      workdir_lib.write_npy(path, labels)
+    return labels
 
   def _numpy(self, split: str) -> tuple[np.ndarray, np.ndarray]:
     if split not in self._arrays:

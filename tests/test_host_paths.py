@@ -274,3 +274,29 @@ def test_tfdata_reads_the_labels_once_and_a_resume_reuses_them(tmp_path, monkeyp
 
   monkeypatch.setattr(sources, 'tfds_labels_parallel', no_reading)
   np.testing.assert_array_equal(make().train_labels, labels)
+
+
+def test_tfdata_feeds_run_one_batch_ahead(monkeypatch):
+  """The loop's feeds are the epoch's batches in order, each uploaded before the previous
+  one is handed out (device prefetch), uint8 until local_batch normalises them."""
+  import jax  # pylint: disable=g-import-not-at-top
+  cfg = config_base.base_config().data
+  cfg.backend, cfg.train_split = 'tfdata', 'train[:256]'
+  pipe = data.create_pipeline(cfg, batch_size=32, eval_batch_size=64,
+                              mesh=parallel.make_mesh(), seed=0)
+  uploads = []
+  host_to_global = parallel.host_to_global
+
+  def counting(mesh, batch):
+    uploads.append(batch['index'].copy())
+    return host_to_global(mesh, batch)
+
+  monkeypatch.setattr(parallel, 'host_to_global', counting)
+  handed = []
+  for feed in pipe.train_feeds(1, None, 0, 1):
+    assert feed['image'].dtype == np.uint8
+    handed.append(np.asarray(jax.device_get(feed['index'])))
+    assert len(uploads) == min(len(handed) + 1, 8)
+  monkeypatch.undo()
+  full = [np.asarray(jax.device_get(b['index'])) for b in pipe.train_epoch(1, None)]
+  np.testing.assert_array_equal(np.stack(handed), np.stack(full))

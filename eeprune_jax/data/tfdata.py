@@ -9,6 +9,7 @@ table gathered by index) -> shuffle (buffer: all kept local examples up to
 SHUFFLE_BUFFER, seed from (seed, epoch)) -> repeat -> skip (a resume: the records of
 the batches already trained, before decoding) -> decode -> augment ->
 batch(local batch, drop_remainder) -> take(the rest of steps_per_epoch) -> prefetch.
+Feeds are uploaded one batch ahead (DEVICE_PREFETCH) of the step that runs.
 Images cross host->device as uint8 (a quarter of float32's bytes) and are normalised on
 device (`local_batch`, inside the loop's programs; `train_epoch`/`eval_batches` apply it
 too, so their batches are float32 as `data.Pipeline` promises).
@@ -39,6 +40,7 @@ Eval/scoring: every process yields num_eval_steps(split) batches; short and miss
 batches are padded with valid=False rows so the global batches line up.
 """
 
+import collections
 import functools
 import io
 from typing import Any, Iterator
@@ -56,6 +58,7 @@ from eeprune_jax.data.sources import ceil_div
 
 SHUFFLE_BUFFER = 65_536  # examples; holds encoded images for TFDS sources.
 IMAGENET_CROP_FRACTION = 0.875
+DEVICE_PREFETCH = 1  # train/eval feeds uploaded ahead of the one the loop runs.
 
 
 @functools.lru_cache(maxsize=1)
@@ -314,6 +317,12 @@ class TfDataPipeline(Pipeline):
       yield normalise(parallel.host_to_global(self.mesh, batch))
 
   def _feeds(self, batches: Iterator[dict[str, np.ndarray]]) -> Iterator[dict[str, jax.Array]]:
-    """Host batches uploaded as they are (uint8 images), for the loop's programs."""
+    """Host batches uploaded as they are (uint8 images), for the loop's programs, one
+    batch ahead: the next batch's (asynchronous) transfer overlaps the current step."""
+    ahead: collections.deque[dict[str, jax.Array]] = collections.deque()
     for batch in batches:
-      yield parallel.host_to_global(self.mesh, batch)
+      ahead.append(parallel.host_to_global(self.mesh, batch))
+      if len(ahead) > DEVICE_PREFETCH:
+        yield ahead.popleft()
+    while ahead:
+      yield ahead.popleft()

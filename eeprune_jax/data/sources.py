@@ -552,6 +552,11 @@ def tfds_decode_fn(data_config: Any) -> Any:
   return feature.decode_example
 
 
+def tfds_image_format(data_config: Any) -> str | None:
+  """How a TFDS data set stores its images ('jpeg', 'png', or None: TFDS's default)."""
+  return tfds_builder(data_config).info.features['image'].encoding_format
+
+
 def tf_resize_uint8(image: Any, size: int) -> Any:
   """TF bilinear (antialiased) resize of uint8 [H,W,C] to [size,size,C]; no-op if equal."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top

@@ -31,7 +31,9 @@ tests/test_host_paths.py with two processes.
 
 Augmentation by `config.data.augment`: 'cifar' = zero padding of 4 + random image_size
 crop + horizontal flip; 'imagenet' = random resized crop (sample_distorted_bounding_box,
-area 8%..100%, ratio 3/4..4/3) resized to image_size + flip, eval = resize of the shorter
+area 8%..100%, ratio 3/4..4/3) resized to image_size + flip (of TFDS JPEGs only the crop
+window is decoded: decode_and_crop_jpeg, the same window; values near its edges differ
+by a few levels from decoding the whole image), eval = resize of the shorter
 side to image_size / 0.875 and a central image_size crop; 'none'. For 'cifar'/'none' (and
 all 'digits'/'npz' images) images are brought to image_size as in `sources.load_arrays`,
 so with augment='none' this backend and the device backend yield identical images.
@@ -95,6 +97,9 @@ class TfDataPipeline(Pipeline):
     self._train_labels: np.ndarray | None = None
     if self._is_tfds:
       self._decode = sources.tfds_decode_fn(data_config)
+    # ImageNet-style training crops of stored JPEGs decode only the crop window.
+    self.fused_jpeg_crop = (self._is_tfds and data_config.augment == 'imagenet' and
+                            sources.tfds_image_format(data_config) == 'jpeg')
     channels = self.info.image_shape[-1]
     self._mean = np.asarray(self.info.mean, np.float32).reshape(1, 1, channels)
     self._std = np.asarray(self.info.std, np.float32).reshape(1, 1, channels)
@@ -166,12 +171,17 @@ class TfDataPipeline(Pipeline):
                   train: bool) -> dict[str, Any]:
     tf = self._tf
     size, kind = self.data_config.image_size, self.data_config.augment
+    if train and kind == 'imagenet' and self.fused_jpeg_crop:
+      image = self._imagenet_crop(None, self._aug_seeds(aug_seed, index)[0], encoded=image)
+      image = tf.image.stateless_random_flip_left_right(
+          image, self._aug_seeds(aug_seed, index)[1])
+      return {'image': image, 'label': label, 'index': tf.cast(index, tf.int32),
+              'valid': tf.constant(True)}
     image = self._decode_image(image)
     if kind == 'imagenet' and self._is_tfds and not train:
       image = self._imagenet_eval(image)
     if train and kind != 'none':
-      seeds = tf.random.experimental.stateless_split(
-          tf.stack([tf.constant(aug_seed, tf.int64), tf.cast(index, tf.int64)]), 3)
+      seeds = self._aug_seeds(aug_seed, index)
       if kind == 'cifar':
         pad = 4
         image = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
@@ -183,14 +193,27 @@ class TfDataPipeline(Pipeline):
     return {'image': image, 'label': label, 'index': tf.cast(index, tf.int32),
             'valid': tf.constant(True)}
 
-  def _imagenet_crop(self, image: Any, seed: Any) -> Any:
+  def _aug_seeds(self, aug_seed: int, index: Any) -> Any:
+    """An example's stateless seeds (crop, flip, spare) from (epoch seed, index)."""
+    tf = self._tf
+    return tf.random.experimental.stateless_split(
+        tf.stack([tf.constant(aug_seed, tf.int64), tf.cast(index, tf.int64)]), 3)
+
+  def _imagenet_crop(self, image: Any, seed: Any, encoded: Any = None) -> Any:
+    """Random resized crop of a decoded image, or, given the `encoded` JPEG, of the crop
+    window decoded alone (decode_and_crop_jpeg: the rest of the image is never decoded)."""
     tf = self._tf
     size = self.data_config.image_size
+    shape = tf.shape(image) if encoded is None else tf.image.extract_jpeg_shape(encoded)
     begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
-        tf.shape(image), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed,
+        shape, bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed,
         min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3), area_range=(0.08, 1.0),
         max_attempts=10, use_image_if_no_bounding_boxes=True)
-    crop = tf.slice(image, begin, crop_size)
+    if encoded is None:
+      crop = tf.slice(image, begin, crop_size)
+    else:
+      window = tf.stack([begin[0], begin[1], crop_size[0], crop_size[1]])
+      crop = tf.image.decode_and_crop_jpeg(encoded, window, channels=self.info.image_shape[-1])
     out = tf.image.resize(crop, (size, size), method='bilinear', antialias=True)
     out = tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8)
     return tf.ensure_shape(out, (size, size, self.info.image_shape[-1]))

@@ -329,3 +329,30 @@ def test_tfdata_imagenet_crop_decodes_only_the_window_with_the_same_pixels(tmp_p
   # near its edges, by a few levels (measured: 1.6% of values, at most 8 of 255, mean
   # 0.03, on these noise images); another window of them would differ by ~20 on average.
   assert diffs.mean() < 0.1 and diffs.max() <= 16
+
+
+def test_tfdata_builds_one_training_pipeline_per_mask():
+  """Consecutive epochs of one mask come from one tf.data pipeline, with the batches fresh
+  pipelines give; a new mask, or an epoch stopped part-way, starts a new one."""
+  import jax  # pylint: disable=g-import-not-at-top
+  cfg = config_base.base_config().data
+  cfg.backend, cfg.train_split, cfg.augment = 'tfdata', 'train[:320]', 'cifar'
+  make = lambda: data.create_pipeline(cfg, batch_size=32, eval_batch_size=64,
+                                      mesh=parallel.make_mesh(), seed=1)
+  epoch_rows = lambda p, e, m: [np.asarray(jax.device_get(b['index']))
+                                for b in p.train_feeds(e, m, 0, 1)]
+  pipe, built = make(), []
+  build = pipe._epochs_dataset  # pylint: disable=protected-access
+  record = lambda *a: built.append(a[1:]) or build(*a)
+  pipe._epochs_dataset = record  # pylint: disable=protected-access
+  mask = np.arange(320) % 5 != 0
+  for epoch in range(3):
+    np.testing.assert_array_equal(epoch_rows(pipe, epoch, mask), epoch_rows(make(), epoch, mask))
+  assert built == [(0, 0, 8)]
+  epoch_rows(pipe, 3, None)
+  feeds = pipe.train_feeds(4, None, 0, 1)
+  next(feeds)
+  feeds.close()  # stopped after one batch (preemption, a fractional last epoch)
+  np.testing.assert_array_equal(epoch_rows(pipe, 4, None), epoch_rows(make(), 4, None))
+  # Epoch 4 first continued the all-kept pipeline of epoch 3; after its stop, a new one.
+  assert built == [(0, 0, 8), (3, 0, 10), (4, 0, 10)]

@@ -4,10 +4,11 @@ Each process reads its own contiguous part [start, end) of the split
 (`sources.process_range`); the example at position k of that part has index start + k
 (see `sources` for the canonical order). The keep mask is global.
 
-Training (one tf.data pipeline per epoch): enumerate -> filter by the keep mask (a bool
-table gathered by index) -> shuffle (buffer: all kept local examples up to
-SHUFFLE_BUFFER, seed from (seed, epoch)) -> repeat -> skip (a resume: the records of
-the batches already trained, before decoding) -> decode -> augment ->
+Training, one tf.data pipeline per keep mask serving its epochs back to back (a new one
+after a new mask, a resume, or an epoch stopped part-way), per epoch: enumerate ->
+filter by the keep mask (a bool table gathered by index) -> shuffle (buffer: all kept
+local examples up to SHUFFLE_BUFFER, seed from (seed, epoch)) -> repeat -> skip (a
+resume: the records of the batches already trained, before decoding) -> decode -> augment ->
 batch(local batch, drop_remainder) -> take(the rest of steps_per_epoch) -> prefetch.
 Feeds are uploaded one batch ahead (DEVICE_PREFETCH) of the step that runs.
 Images cross host->device as uint8 (a quarter of float32's bytes) and are normalised on
@@ -43,7 +44,9 @@ batches are padded with valid=False rows so the global batches line up.
 """
 
 import collections
+import dataclasses
 import functools
+import hashlib
 import io
 from typing import Any, Iterator
 
@@ -60,6 +63,7 @@ from eeprune_jax.data.sources import ceil_div
 
 SHUFFLE_BUFFER = 65_536  # examples; holds encoded images for TFDS sources.
 IMAGENET_CROP_FRACTION = 0.875
+EPOCHS_PER_PIPELINE = 1000  # epochs one training pipeline serves (then a new one starts).
 DEVICE_PREFETCH = 1  # train/eval feeds uploaded ahead of the one the loop runs.
 
 
@@ -73,6 +77,21 @@ def _tf() -> Any:
   except (RuntimeError, ValueError):
     pass  # devices already initialised, or no such device type.
   return tf
+
+
+def _mask_key(keep_mask: np.ndarray | None) -> str:
+  """A short identity of a keep mask (None: all kept)."""
+  if keep_mask is None:
+    return 'all'
+  return hashlib.sha256(np.packbits(np.asarray(keep_mask, bool)).tobytes()).hexdigest()
+
+
+@dataclasses.dataclass
+class _LivePipeline:
+  """A mask's training pipeline and the epoch at whose start it stands."""
+  key: str
+  next_epoch: int
+  iterator: Iterator[dict[str, np.ndarray]]
 
 
 def _derive_seed(*parts: int) -> int:
@@ -95,6 +114,7 @@ class TfDataPipeline(Pipeline):
     self._is_tfds = data_config.source == 'tfds'
     self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     self._train_labels: np.ndarray | None = None
+    self._live: _LivePipeline | None = None  # the current mask's training pipeline
     if self._is_tfds:
       self._decode = sources.tfds_decode_fn(data_config)
     # ImageNet-style training crops of stored JPEGs decode only the crop window.
@@ -197,7 +217,7 @@ class TfDataPipeline(Pipeline):
     """An example's stateless seeds (crop, flip, spare) from (epoch seed, index)."""
     tf = self._tf
     return tf.random.experimental.stateless_split(
-        tf.stack([tf.constant(aug_seed, tf.int64), tf.cast(index, tf.int64)]), 3)
+        tf.stack([tf.cast(aug_seed, tf.int64), tf.cast(index, tf.int64)]), 3)
 
   def _imagenet_crop(self, image: Any, seed: Any, encoded: Any = None) -> Any:
     """Random resized crop of a decoded image, or, given the `encoded` JPEG, of the crop
@@ -240,30 +260,67 @@ class TfDataPipeline(Pipeline):
   def _train_host(self, epoch: int, keep_mask: np.ndarray | None, first_step: int
                   ) -> Iterator[dict[str, np.ndarray]]:
     """This host's uint8 batches of the epoch from batch `first_step` on (a resume: the
-    batches before it are skipped undecoded)."""
-    tf = self._tf
+    batches before it are skipped undecoded), from the mask's pipeline when it stands at
+    the start of this epoch, else from a new one."""
     steps = self.steps_per_epoch(keep_mask)
+    key = _mask_key(keep_mask)
+    live = self._live
+    if live is None or live.key != key or live.next_epoch != epoch or first_step:
+      live = self._live = _LivePipeline(key, epoch, iter(
+          self._epochs_dataset(keep_mask, epoch, first_step, steps)))
+    return self._take_epoch(live, epoch, steps - first_step)
+
+  def _take_epoch(self, live: '_LivePipeline', epoch: int, n: int
+                  ) -> Iterator[dict[str, np.ndarray]]:
+    """The next n batches of the live pipeline (one epoch's)."""
+    done = 0
+    try:
+      for _ in range(n):
+        batch = next(live.iterator)
+        done += 1
+        if done == n:  # the pipeline now stands at the next epoch's start
+          live.next_epoch = epoch + 1
+        yield batch
+    finally:
+      if done < n and self._live is live:  # stopped part-way: its position is lost
+        self._live = None
+
+  def _epochs_dataset(self, keep_mask: np.ndarray | None, first_epoch: int,
+                      first_step: int, steps: int) -> Any:
+    """One tf.data pipeline for the mask: epochs first_epoch.. (EPOCHS_PER_PIPELINE of
+    them) back to back, each the kept examples of this host's range shuffled by (seed,
+    epoch), repeated as needed, augmented, cut into `steps` local batches."""
+    tf = self._tf
     kept = self.kept_indices(keep_mask)
     start, end = self._range('train')
     local_kept = int(np.count_nonzero((kept >= start) & (kept < end)))
     if local_kept == 0:
       raise ValueError(f'process {self._pid} reads examples [{start}, {end}) of '
                        f'{self.info.name!r} but the keep mask keeps none of them.')
-    ds = self._source('train', start, end)
+    records = self._source('train', start, end)
     if keep_mask is not None:
       table = tf.constant(np.asarray(keep_mask, bool))
-      ds = ds.filter(lambda i, img, lab: tf.gather(table, i))
-    ds = ds.shuffle(min(local_kept, SHUFFLE_BUFFER), seed=_derive_seed(self.seed, epoch, 0),
-                    reshuffle_each_iteration=True)
-    aug_seed = _derive_seed(self.seed, epoch, 1)
-    # A resume drops the records of the batches it skips before decoding them; augmentation
-    # seeds depend on (epoch, index) only, so the batches after them are unchanged.
-    ds = ds.repeat().skip(first_step * self._local_bs).map(
-        lambda i, img, lab: self._preprocess(i, img, lab, aug_seed, train=True),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(self._local_bs, drop_remainder=True).take(steps - first_step)
-    ds = ds.prefetch(tf.data.AUTOTUNE)
-    return ds.as_numpy_iterator()
+      records = records.filter(lambda i, img, lab: tf.gather(table, i))
+    epochs = range(first_epoch, first_epoch + EPOCHS_PER_PIPELINE)
+    shuffle_seeds = tf.constant([_derive_seed(self.seed, e, 0) for e in epochs], tf.int64)
+    aug_seeds = tf.constant([_derive_seed(self.seed, e, 1) for e in epochs], tf.int64)
+    lb = self._local_bs
+
+    def one_epoch(k):
+      ds = records.shuffle(min(local_kept, SHUFFLE_BUFFER), seed=shuffle_seeds[k],
+                           reshuffle_each_iteration=True)
+      # A resume drops the records of the batches it skips before decoding them;
+      # augmentation seeds depend on (epoch, index) only, so the later batches are unchanged.
+      skip = tf.where(k == 0, tf.constant(first_step * lb, tf.int64), tf.constant(0, tf.int64))
+      ds = ds.repeat().skip(skip).map(
+          lambda i, img, lab: self._preprocess(i, img, lab, aug_seeds[k], train=True),
+          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+      take = tf.where(k == 0, tf.constant(steps - first_step, tf.int64),
+                      tf.constant(steps, tf.int64))
+      return ds.batch(lb, drop_remainder=True).take(take)
+
+    ds = tf.data.Dataset.range(len(epochs)).flat_map(one_epoch)
+    return ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
 
   def num_eval_steps(self, split: str) -> int:
     """Batches per process: enough for the largest per-process part."""

@@ -30,6 +30,10 @@ def base_config() -> ml_collections.ConfigDict:
   # 'device': whole split on the accelerators as uint8, augmentation in JAX (no TF needed).
   # 'tfdata': a tf.data pipeline on the host (needed for data that does not fit on device).
   data.backend = 'device'
+  # 'device' backend: refuse, before decoding anything, data whose uint8 train + eval images
+  # (held on every device) exceed this share of one device's memory (on CPUs: host memory
+  # over the local device count). The rest holds parameters, activations, optimizer state.
+  data.device_memory_share = 0.5
   data.augment = 'cifar'  # 'cifar' (pad-4 crop + flip), 'imagenet' (random resized crop + flip), 'none'.
 
   # --- Model ------------------------------------------------------------------------

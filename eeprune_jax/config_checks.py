@@ -101,6 +101,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
            f'config.data.npz_path={d.npz_path!r} is not a file: point it at an .npz with '
            'images and labels.')
   _check(errors, d.image_size >= 8, f'config.data.image_size={d.image_size} must be >= 8.')
+  _check(errors, 0 < d.device_memory_share <= 1,
+         f'config.data.device_memory_share={d.device_memory_share} must be in (0, 1].')
 
   num_exits = _check_model(errors, m)
 

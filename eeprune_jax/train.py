@@ -55,7 +55,8 @@ class _Run:
     self.mesh = parallel.make_mesh()
     self.pipeline = data_lib.create_pipeline(
         config.data, batch_size=config.train.batch_size,
-        eval_batch_size=config.train.eval_batch_size, mesh=self.mesh, seed=config.seed)
+        eval_batch_size=config.train.eval_batch_size, mesh=self.mesh, seed=config.seed,
+        workdir=workdir)
     self.info = self.pipeline.info
     self.num_train = len(self.pipeline.train_labels)
     self.model = models.build_model(config.model, self.info.num_classes,

@@ -11,6 +11,7 @@ elsewhere asks them and never spells a file name. Layout of a run's workdir:
   whatif/keep_mask_{method}.npy  masks `python -m eeprune_jax.whatif` wrote
   summary.json         config, test accuracy per exit, pruning statistics, cost ledger
   progress.json        the last finished epoch (what a comparison's status line shows)
+  train_labels.npy     the training labels the tf.data backend read once (a resume reuses)
   tensorboard/         TensorBoard event files
   queued_config.json, log.txt, failure.txt  a run `compare.parallel` started as a process:
                        the config it was handed, its output, the error it stopped on
@@ -43,6 +44,9 @@ class RunDir:
     self.tensorboard = self.root / 'tensorboard'  # TensorBoard event files
     self.last_pass_dir = self.root / 'last_pass'  # every example's latest training pass
     self.progress = self.root / 'progress.json'  # the last finished epoch
+    # The training split's labels (int32 [N], canonical order), read once from the data so
+    # that a resume does not read the split again (the tf.data backend).
+    self.train_labels = self.root / 'train_labels.npy'
     # A run that `compare.parallel` runs as a process of its own (eeprune_jax.run_pool):
     self.queued_config = self.root / 'queued_config.json'  # the config it was handed
     self.log = self.root / 'log.txt'  # its stdout and stderr

@@ -23,7 +23,8 @@ jitted program takes, with `*_feed_specs()` giving its PartitionSpecs and
 `local_batch(feed, step, epoch, train)` turning it, inside `shard_map`, into this
 device's rows of batch `step`. The device backend's feed is the whole split plus the
 epoch's index order (uploaded once per epoch), so a program runs many steps per dispatch;
-the tf.data backend's feed is one host batch, so its programs run one step.
+the tf.data backend's feed is one host batch (uint8 images, normalised on device), so
+its programs run one step.
 """
 
 from typing import Any, Iterator
@@ -132,8 +133,9 @@ class Pipeline:
 
 
 def create_pipeline(data_config: Any, *, batch_size: int, eval_batch_size: int,
-                    mesh: Mesh, seed: int) -> Pipeline:
-  """The input pipeline of `config.data.backend` ('device' or 'tfdata')."""
+                    mesh: Mesh, seed: int, workdir: Any = None) -> Pipeline:
+  """The input pipeline of `config.data.backend` ('device' or 'tfdata'); `workdir` (a
+  run's) keeps what a host backend reads once, such as the training labels."""
   kwargs = dict(batch_size=batch_size, eval_batch_size=eval_batch_size, mesh=mesh, seed=seed)
   backend = data_config.backend
   # Imported here so that the device backend never pulls in TensorFlow.
@@ -142,7 +144,7 @@ def create_pipeline(data_config: Any, *, batch_size: int, eval_batch_size: int,
     return device.DevicePipeline(data_config, **kwargs)
   assert backend == 'tfdata', backend  # config_checks validates config.data.backend
   from eeprune_jax.data import tfdata  # pylint: disable=g-import-not-at-top
-  return tfdata.TfDataPipeline(data_config, **kwargs)
+  return tfdata.TfDataPipeline(data_config, workdir=workdir, **kwargs)
 
 
 __all__ = ['DatasetInfo', 'DatasetNotPreparedError', 'PAD_INDEX', 'Pipeline',

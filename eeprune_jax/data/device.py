@@ -14,6 +14,7 @@ index)`. Both depend only on (seed, epoch, keep mask), so a resumed run sees the
 batches. TensorFlow is never imported here (it is only used when the source is 'tfds').
 """
 
+import os
 from typing import Any, Iterator
 
 import jax
@@ -49,6 +50,30 @@ def _batch_from_indices(tables: dict[str, jax.Array], idx: jax.Array, epoch: jax
           'valid': valid}
 
 
+def device_memory_bytes() -> int:
+  """Memory of one local device: its allocator's limit, or on CPUs (no such limit) the
+  host's physical memory shared by the local devices."""
+  stats = jax.local_devices()[0].memory_stats() or {}
+  if stats.get('bytes_limit'):
+    return int(stats['bytes_limit'])
+  return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') // jax.local_device_count()
+
+
+def check_fits(info: sources.DatasetInfo, share: float, capacity: int) -> None:
+  """Refuses data whose uint8 train + eval images exceed `share` of a device's `capacity`
+  bytes (each device holds both splits whole); names the host backends as the way out."""
+  size = (info.num_train + info.num_eval) * int(np.prod(info.image_shape))
+  if size > share * capacity:
+    gb = lambda b: f'{b / 2**30:.3g} GiB' if b >= 2**30 else f'{b / 2**20:.3g} MiB'
+    raise ValueError(
+        f'data set {info.name!r} does not fit the device backend: it holds the train and eval '
+        f'splits on every device as uint8 ({info.num_train} + {info.num_eval} images of '
+        f'{"x".join(map(str, info.image_shape))} = {gb(size)}), more than '
+        f'config.data.device_memory_share={share} of one device\'s {gb(capacity)}. Stream it '
+        "from the host instead: --config.data.backend=tfdata or --config.data.backend=grain "
+        '(or lower data.image_size, or raise data.device_memory_share).')
+
+
 class DevicePipeline(Pipeline):
   """Whole splits on device as uint8; see the module docstring."""
 
@@ -60,6 +85,8 @@ class DevicePipeline(Pipeline):
     self._eval_orders: dict[str, jax.Array] = {}
     # Raw key data: typed key arrays cannot be built from host buffers on every process.
     self._key_data = np.asarray(jax.random.key_data(jax.random.key(seed)))
+    # Before decoding anything: an ImageNet-size split would fail only after hours.
+    check_fits(self.info, data_config.device_memory_share, device_memory_bytes())
     images, labels = self._load('train')
     self.train_labels = labels
     self._put_tables('train', images, labels)

@@ -552,6 +552,11 @@ def tfds_decode_fn(data_config: Any) -> Any:
   return feature.decode_example
 
 
+def tfds_image_format(data_config: Any) -> str | None:
+  """How a TFDS data set stores its images ('jpeg', 'png', or None: TFDS's default)."""
+  return tfds_builder(data_config).info.features['image'].encoding_format
+
+
 def tf_resize_uint8(image: Any, size: int) -> Any:
   """TF bilinear (antialiased) resize of uint8 [H,W,C] to [size,size,C]; no-op if equal."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -585,6 +590,43 @@ def tfds_labels(data_config: Any, split: str) -> np.ndarray:
       lambda img, lab: tf.cast(lab, tf.int32)).batch(8192)
   parts = list(ds.as_numpy_iterator())
   return np.concatenate(parts) if parts else np.zeros((0,), np.int32)
+
+
+_TFDS_ID_RE = re.compile(rb'-(\d+)-of-\d+__(\d+)$')
+
+
+def tfds_labels_parallel(data_config: Any, split: str, start: int = 0,
+                         end: int | None = None) -> np.ndarray:
+  """Labels int32 of examples [start, end) of a TFDS split in canonical order, read with
+  interleaved parallel shard reads, images left encoded; each record's place comes from
+  its tfds_id (shard file number and record number within the file)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  builder = tfds_builder(data_config)
+  base, s0, s1 = _tfds_abs_range(builder, resolve_split(data_config, split))
+  end = s1 - s0 if end is None else end
+  if not 0 <= start <= end <= s1 - s0:
+    raise ValueError(f'range [{start}, {end}) outside split {split!r} of size {s1 - s0}.')
+  shard_starts = np.concatenate([[0], np.cumsum(builder.info.splits[base].shard_lengths)])
+  read_config = tfds.ReadConfig(add_tfds_id=True, interleave_cycle_length=16,
+                                num_parallel_calls_for_interleave_files=tf.data.AUTOTUNE,
+                                shuffle_seed=None)
+  ds = builder.as_dataset(split=f'{base}[{s0 + start}:{s0 + end}]', shuffle_files=False,
+                          decoders={'image': tfds.decode.SkipDecoding()},
+                          read_config=read_config)
+  ds = ds.map(lambda ex: (ex['tfds_id'], tf.cast(ex['label'], tf.int32)),
+              num_parallel_calls=tf.data.AUTOTUNE, deterministic=False).batch(8192)
+  labels = np.full(end - start, -1, np.int32)
+  for ids, batch in ds.as_numpy_iterator():
+    parsed = np.array([_TFDS_ID_RE.search(i).groups() for i in ids], np.int64).reshape(-1, 2)
+    index = shard_starts[parsed[:, 0]] + parsed[:, 1] - s0 - start
+    ok = (index >= 0) & (index < end - start)  # a mock may ignore the slice
+    labels[index[ok]] = batch[ok]
+  if (labels < 0).any():
+    raise ValueError(f'split {split!r} of {data_config.name!r}: read no label for '
+                     f'{int((labels < 0).sum())} of examples [{start}, {end}); the shard '
+                     'files do not match the metadata (shard_lengths): prepare it again.')
+  return labels
 
 
 # ---------------------------------------------------------------------------------------

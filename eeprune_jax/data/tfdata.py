@@ -4,18 +4,37 @@ Each process reads its own contiguous part [start, end) of the split
 (`sources.process_range`); the example at position k of that part has index start + k
 (see `sources` for the canonical order). The keep mask is global.
 
-Training (one tf.data pipeline per epoch): enumerate -> filter by the keep mask (a bool
-table gathered by index) -> shuffle (buffer: all kept local examples up to
-SHUFFLE_BUFFER, seed from (seed, epoch)) -> repeat -> decode -> augment -> normalise ->
-batch(local batch, drop_remainder) -> take(steps_per_epoch) -> prefetch. Augmentation
-uses stateless TF random ops seeded by (seed, epoch, index), so the batches depend only
-on (seed, epoch, keep mask). With several processes a host whose part keeps fewer than
-steps * local batch examples wraps around (repeat) so that all hosts yield the same
-number of batches; on one process every batch holds distinct kept examples.
+Training, one tf.data pipeline per keep mask serving its epochs back to back (a new one
+after a new mask, a resume, or an epoch stopped part-way), per epoch: enumerate ->
+filter by the keep mask (a bool table gathered by index) -> shuffle (buffer: all kept
+local examples up to SHUFFLE_BUFFER, seed from (seed, epoch)) -> repeat -> skip (a
+resume: the records of the batches already trained, before decoding) -> decode -> augment ->
+batch(local batch, drop_remainder) -> take(the rest of steps_per_epoch) -> prefetch.
+Feeds are uploaded one batch ahead (DEVICE_PREFETCH) of the step that runs.
+Images cross host->device as uint8 (a quarter of float32's bytes) and are normalised on
+device (`local_batch`, inside the loop's programs; `train_epoch`/`eval_batches` apply it
+too, so their batches are float32 as `data.Pipeline` promises).
+Augmentation uses stateless TF random ops seeded by (seed, epoch, index), so the batches
+depend only on (seed, epoch, keep mask). On one process every batch holds distinct kept
+examples and an epoch trains all of them but the remainder of the last batch.
+
+UNEVEN KEPT COUNTS ACROSS PROCESSES. Every process yields steps_per_epoch(mask) = (kept
+examples overall) // (global batch) batches of local_batch rows per epoch, drawn only from
+the kept examples of its own range. After a pruning that keeps more in some ranges than in
+others (EEPrune prunes classes unevenly), a process whose range keeps more than
+steps * local_batch trains a fresh random subset of its kept examples each epoch and leaves
+the rest untrained that epoch; a process whose range keeps fewer repeats its kept examples
+(repeat): each one floor or ceil of steps * local_batch / local_kept times per epoch. The
+run trains as many steps as the device backend would, but examples of lightly pruned ranges
+are under-sampled and those of heavily pruned ranges over-sampled. The device backend
+samples every kept example exactly once per epoch (a global permutation); tested in
+tests/test_host_paths.py with two processes.
 
 Augmentation by `config.data.augment`: 'cifar' = zero padding of 4 + random image_size
 crop + horizontal flip; 'imagenet' = random resized crop (sample_distorted_bounding_box,
-area 8%..100%, ratio 3/4..4/3) resized to image_size + flip, eval = resize of the shorter
+area 8%..100%, ratio 3/4..4/3) resized to image_size + flip (of TFDS JPEGs only the crop
+window is decoded: decode_and_crop_jpeg, the same window; values near its edges differ
+by a few levels from decoding the whole image), eval = resize of the shorter
 side to image_size / 0.875 and a central image_size crop; 'none'. For 'cifar'/'none' (and
 all 'digits'/'npz' images) images are brought to image_size as in `sources.load_arrays`,
 so with augment='none' this backend and the device backend yield identical images.
@@ -24,20 +43,28 @@ Eval/scoring: every process yields num_eval_steps(split) batches; short and miss
 batches are padded with valid=False rows so the global batches line up.
 """
 
+import collections
+import dataclasses
 import functools
-import itertools
+import hashlib
+import io
 from typing import Any, Iterator
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
 from eeprune_jax import parallel
+from eeprune_jax import workdir as workdir_lib
 from eeprune_jax.data import PAD_INDEX, Pipeline, sources
+from eeprune_jax.data import augment as augment_lib
 from eeprune_jax.data.sources import ceil_div
 
 SHUFFLE_BUFFER = 65_536  # examples; holds encoded images for TFDS sources.
 IMAGENET_CROP_FRACTION = 0.875
+EPOCHS_PER_PIPELINE = 1000  # epochs one training pipeline serves (then a new one starts).
+DEVICE_PREFETCH = 1  # train/eval feeds uploaded ahead of the one the loop runs.
 
 
 @functools.lru_cache(maxsize=1)
@@ -52,6 +79,21 @@ def _tf() -> Any:
   return tf
 
 
+def _mask_key(keep_mask: np.ndarray | None) -> str:
+  """A short identity of a keep mask (None: all kept)."""
+  if keep_mask is None:
+    return 'all'
+  return hashlib.sha256(np.packbits(np.asarray(keep_mask, bool)).tobytes()).hexdigest()
+
+
+@dataclasses.dataclass
+class _LivePipeline:
+  """A mask's training pipeline and the epoch at whose start it stands."""
+  key: str
+  next_epoch: int
+  iterator: Iterator[dict[str, np.ndarray]]
+
+
 def _derive_seed(*parts: int) -> int:
   """A 31-bit seed that depends on all parts (stable across runs and hosts)."""
   return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0] >> 1)
@@ -61,9 +103,10 @@ class TfDataPipeline(Pipeline):
   """tf.data on the host; see the module docstring."""
 
   def __init__(self, data_config: Any, *, batch_size: int, eval_batch_size: int,
-               mesh: Mesh, seed: int):
+               mesh: Mesh, seed: int, workdir: Any = None):
     super().__init__(data_config, batch_size=batch_size, eval_batch_size=eval_batch_size,
                      mesh=mesh, seed=seed)
+    self._label_cache = None if workdir is None else workdir_lib.RunDir(workdir).train_labels
     self._tf = _tf()
     self._local_bs = parallel.local_batch_size(batch_size)
     self._local_eval_bs = parallel.local_batch_size(eval_batch_size)
@@ -71,8 +114,12 @@ class TfDataPipeline(Pipeline):
     self._is_tfds = data_config.source == 'tfds'
     self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     self._train_labels: np.ndarray | None = None
+    self._live: _LivePipeline | None = None  # the current mask's training pipeline
     if self._is_tfds:
       self._decode = sources.tfds_decode_fn(data_config)
+    # ImageNet-style training crops of stored JPEGs decode only the crop window.
+    self.fused_jpeg_crop = (self._is_tfds and data_config.augment == 'imagenet' and
+                            sources.tfds_image_format(data_config) == 'jpeg')
     channels = self.info.image_shape[-1]
     self._mean = np.asarray(self.info.mean, np.float32).reshape(1, 1, channels)
     self._std = np.asarray(self.info.std, np.float32).reshape(1, 1, channels)
@@ -82,10 +129,34 @@ class TfDataPipeline(Pipeline):
     """int32 [num_train] labels in canonical order (read once, on first use)."""
     if self._train_labels is None:
       if self._is_tfds:
-        self._train_labels = sources.load_labels(self.data_config, 'train')
+        self._train_labels = self._tfds_train_labels()
       else:
         self._train_labels = self._numpy('train')[1]
     return self._train_labels
+
+  def _tfds_train_labels(self) -> np.ndarray:
+    """The labels from the workdir's cache, or read once: each process reads its range's
+    labels only (parallel shard reads, no pixels), all processes gather them, process 0
+    writes the cache atomically. Every process must see the same workdir (as Orbax needs)."""
+    n = self.info.num_train
+    path = self._label_cache
+    if path is not None and path.exists():
+      labels = np.load(io.BytesIO(path.read_bytes()))
+      if labels.shape == (n,):
+        return labels.astype(np.int32)
+    start, end = self._range('train')
+    labels = sources.tfds_labels_parallel(self.data_config, 'train', start, end)
+    if self._nproc > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      ranges = [sources.process_range(n, p, self._nproc) for p in range(self._nproc)]
+      padded = np.zeros(max(e - s for s, e in ranges), np.int32)
+      padded[:len(labels)] = labels
+      gathered = np.asarray(multihost_utils.process_allgather(padded))
+      labels = np.concatenate([gathered[p, :e - s] for p, (s, e) in enumerate(ranges)])
+    if path is not None and self._pid == 0:
+      path.parent.mkdir(parents=True, exist_ok=True)
+      workdir_lib.write_npy(path, labels)
+    return labels
 
   def _numpy(self, split: str) -> tuple[np.ndarray, np.ndarray]:
     if split not in self._arrays:
@@ -120,12 +191,17 @@ class TfDataPipeline(Pipeline):
                   train: bool) -> dict[str, Any]:
     tf = self._tf
     size, kind = self.data_config.image_size, self.data_config.augment
+    if train and kind == 'imagenet' and self.fused_jpeg_crop:
+      image = self._imagenet_crop(None, self._aug_seeds(aug_seed, index)[0], encoded=image)
+      image = tf.image.stateless_random_flip_left_right(
+          image, self._aug_seeds(aug_seed, index)[1])
+      return {'image': image, 'label': label, 'index': tf.cast(index, tf.int32),
+              'valid': tf.constant(True)}
     image = self._decode_image(image)
     if kind == 'imagenet' and self._is_tfds and not train:
       image = self._imagenet_eval(image)
     if train and kind != 'none':
-      seeds = tf.random.experimental.stateless_split(
-          tf.stack([tf.constant(aug_seed, tf.int64), tf.cast(index, tf.int64)]), 3)
+      seeds = self._aug_seeds(aug_seed, index)
       if kind == 'cifar':
         pad = 4
         image = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
@@ -133,18 +209,31 @@ class TfDataPipeline(Pipeline):
       else:
         image = self._imagenet_crop(image, seeds[0])
       image = tf.image.stateless_random_flip_left_right(image, seeds[1])
-    image = (tf.cast(image, tf.float32) - self._mean) / self._std
+    # Stays uint8 (a quarter of float32's bytes host->device); `local_batch` normalises.
     return {'image': image, 'label': label, 'index': tf.cast(index, tf.int32),
             'valid': tf.constant(True)}
 
-  def _imagenet_crop(self, image: Any, seed: Any) -> Any:
+  def _aug_seeds(self, aug_seed: int, index: Any) -> Any:
+    """An example's stateless seeds (crop, flip, spare) from (epoch seed, index)."""
+    tf = self._tf
+    return tf.random.experimental.stateless_split(
+        tf.stack([tf.cast(aug_seed, tf.int64), tf.cast(index, tf.int64)]), 3)
+
+  def _imagenet_crop(self, image: Any, seed: Any, encoded: Any = None) -> Any:
+    """Random resized crop of a decoded image, or, given the `encoded` JPEG, of the crop
+    window decoded alone (decode_and_crop_jpeg: the rest of the image is never decoded)."""
     tf = self._tf
     size = self.data_config.image_size
+    shape = tf.shape(image) if encoded is None else tf.image.extract_jpeg_shape(encoded)
     begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
-        tf.shape(image), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed,
+        shape, bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed,
         min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3), area_range=(0.08, 1.0),
         max_attempts=10, use_image_if_no_bounding_boxes=True)
-    crop = tf.slice(image, begin, crop_size)
+    if encoded is None:
+      crop = tf.slice(image, begin, crop_size)
+    else:
+      window = tf.stack([begin[0], begin[1], crop_size[0], crop_size[1]])
+      crop = tf.image.decode_and_crop_jpeg(encoded, window, channels=self.info.image_shape[-1])
     out = tf.image.resize(crop, (size, size), method='bilinear', antialias=True)
     out = tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8)
     return tf.ensure_shape(out, (size, size, self.info.image_shape[-1]))
@@ -166,26 +255,72 @@ class TfDataPipeline(Pipeline):
   def train_epoch(self, epoch: int, keep_mask: np.ndarray | None
                   ) -> Iterator[dict[str, jax.Array]]:
     """Exactly steps_per_epoch(keep_mask) augmented global batches of kept examples."""
-    tf = self._tf
+    return self._to_global(self._train_host(epoch, keep_mask, 0))
+
+  def _train_host(self, epoch: int, keep_mask: np.ndarray | None, first_step: int
+                  ) -> Iterator[dict[str, np.ndarray]]:
+    """This host's uint8 batches of the epoch from batch `first_step` on (a resume: the
+    batches before it are skipped undecoded), from the mask's pipeline when it stands at
+    the start of this epoch, else from a new one."""
     steps = self.steps_per_epoch(keep_mask)
+    key = _mask_key(keep_mask)
+    live = self._live
+    if live is None or live.key != key or live.next_epoch != epoch or first_step:
+      live = self._live = _LivePipeline(key, epoch, iter(
+          self._epochs_dataset(keep_mask, epoch, first_step, steps)))
+    return self._take_epoch(live, epoch, steps - first_step)
+
+  def _take_epoch(self, live: '_LivePipeline', epoch: int, n: int
+                  ) -> Iterator[dict[str, np.ndarray]]:
+    """The next n batches of the live pipeline (one epoch's)."""
+    done = 0
+    try:
+      for _ in range(n):
+        batch = next(live.iterator)
+        done += 1
+        if done == n:  # the pipeline now stands at the next epoch's start
+          live.next_epoch = epoch + 1
+        yield batch
+    finally:
+      if done < n and self._live is live:  # stopped part-way: its position is lost
+        self._live = None
+
+  def _epochs_dataset(self, keep_mask: np.ndarray | None, first_epoch: int,
+                      first_step: int, steps: int) -> Any:
+    """One tf.data pipeline for the mask: epochs first_epoch.. (EPOCHS_PER_PIPELINE of
+    them) back to back, each the kept examples of this host's range shuffled by (seed,
+    epoch), repeated as needed, augmented, cut into `steps` local batches."""
+    tf = self._tf
     kept = self.kept_indices(keep_mask)
     start, end = self._range('train')
     local_kept = int(np.count_nonzero((kept >= start) & (kept < end)))
     if local_kept == 0:
       raise ValueError(f'process {self._pid} reads examples [{start}, {end}) of '
                        f'{self.info.name!r} but the keep mask keeps none of them.')
-    ds = self._source('train', start, end)
+    records = self._source('train', start, end)
     if keep_mask is not None:
       table = tf.constant(np.asarray(keep_mask, bool))
-      ds = ds.filter(lambda i, img, lab: tf.gather(table, i))
-    ds = ds.shuffle(min(local_kept, SHUFFLE_BUFFER), seed=_derive_seed(self.seed, epoch, 0),
-                    reshuffle_each_iteration=True)
-    aug_seed = _derive_seed(self.seed, epoch, 1)
-    ds = ds.repeat().map(
-        lambda i, img, lab: self._preprocess(i, img, lab, aug_seed, train=True),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(self._local_bs, drop_remainder=True).take(steps).prefetch(tf.data.AUTOTUNE)
-    return self._to_global(ds.as_numpy_iterator())
+      records = records.filter(lambda i, img, lab: tf.gather(table, i))
+    epochs = range(first_epoch, first_epoch + EPOCHS_PER_PIPELINE)
+    shuffle_seeds = tf.constant([_derive_seed(self.seed, e, 0) for e in epochs], tf.int64)
+    aug_seeds = tf.constant([_derive_seed(self.seed, e, 1) for e in epochs], tf.int64)
+    lb = self._local_bs
+
+    def one_epoch(k):
+      ds = records.shuffle(min(local_kept, SHUFFLE_BUFFER), seed=shuffle_seeds[k],
+                           reshuffle_each_iteration=True)
+      # A resume drops the records of the batches it skips before decoding them;
+      # augmentation seeds depend on (epoch, index) only, so the later batches are unchanged.
+      skip = tf.where(k == 0, tf.constant(first_step * lb, tf.int64), tf.constant(0, tf.int64))
+      ds = ds.repeat().skip(skip).map(
+          lambda i, img, lab: self._preprocess(i, img, lab, aug_seeds[k], train=True),
+          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+      take = tf.where(k == 0, tf.constant(steps - first_step, tf.int64),
+                      tf.constant(steps, tf.int64))
+      return ds.batch(lb, drop_remainder=True).take(take)
+
+    ds = tf.data.Dataset.range(len(epochs)).flat_map(one_epoch)
+    return ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
 
   def num_eval_steps(self, split: str) -> int:
     """Batches per process: enough for the largest per-process part."""
@@ -196,6 +331,10 @@ class TfDataPipeline(Pipeline):
 
   def eval_batches(self, split: str) -> Iterator[dict[str, jax.Array]]:
     """Un-augmented batches of split 'train' or 'eval', every index once, last padded."""
+    return self._to_global(self._eval_host(split))
+
+  def _eval_host(self, split: str) -> Iterator[dict[str, np.ndarray]]:
+    """This host's uint8 eval batches, num_eval_steps(split) of them (padded)."""
     tf = self._tf
     start, end = self._range(split)
     steps = self.num_eval_steps(split)
@@ -203,12 +342,12 @@ class TfDataPipeline(Pipeline):
         lambda i, img, lab: self._preprocess(i, img, lab, 0, train=False),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(self._local_eval_bs).prefetch(tf.data.AUTOTUNE)
-    return self._to_global(self._padded(ds.as_numpy_iterator(), steps))
+    return self._padded(ds.as_numpy_iterator(), steps)
 
   def _padded(self, batches: Iterator[dict[str, np.ndarray]], steps: int
               ) -> Iterator[dict[str, np.ndarray]]:
     b = self._local_eval_bs
-    pad_row = {'image': np.zeros(self.info.image_shape, np.float32),
+    pad_row = {'image': np.zeros(self.info.image_shape, np.uint8),
                'label': np.int32(0), 'index': np.int32(PAD_INDEX), 'valid': np.False_}
     done = 0
     for batch in batches:
@@ -231,11 +370,11 @@ class TfDataPipeline(Pipeline):
                   steps_per_feed: int) -> Iterator[Any]:
     """The epoch's global batches from `first_step` on, one per feed."""
     del steps_per_feed  # always one
-    return itertools.islice(self.train_epoch(epoch, keep_mask), first_step, None)
+    return self._feeds(self._train_host(epoch, keep_mask, first_step))
 
   def eval_feeds(self, split: str) -> Iterator[tuple[Any, int]]:
     """Every eval batch of the split, one per feed."""
-    return ((batch, 1) for batch in self.eval_batches(split))
+    return ((batch, 1) for batch in self._feeds(self._eval_host(split)))
 
   def train_feed_specs(self) -> Any:
     """Every field sharded along the batch axis."""
@@ -245,11 +384,25 @@ class TfDataPipeline(Pipeline):
 
   def local_batch(self, feed: Any, step: jax.Array, epoch: jax.Array, *, train: bool
                   ) -> dict[str, jax.Array]:
-    """The feed is the batch."""
+    """The feed is the batch, its uint8 images normalised here (padding rows stay 0)."""
     del step, epoch, train
-    return feed
+    image = augment_lib.normalise(feed['image'], self._mean, self._std)
+    return {**feed, 'image': jnp.where(feed['valid'][:, None, None, None], image, 0.0)}
 
   def _to_global(self, batches: Iterator[dict[str, np.ndarray]]
                  ) -> Iterator[dict[str, jax.Array]]:
+    """Global batches as the Pipeline contract has them (float32 images, normalised)."""
+    normalise = jax.jit(lambda b: self.local_batch(b, None, None, train=False))
     for batch in batches:
-      yield parallel.host_to_global(self.mesh, batch)
+      yield normalise(parallel.host_to_global(self.mesh, batch))
+
+  def _feeds(self, batches: Iterator[dict[str, np.ndarray]]) -> Iterator[dict[str, jax.Array]]:
+    """Host batches uploaded as they are (uint8 images), for the loop's programs, one
+    batch ahead: the next batch's (asynchronous) transfer overlaps the current step."""
+    ahead: collections.deque[dict[str, jax.Array]] = collections.deque()
+    for batch in batches:
+      ahead.append(parallel.host_to_global(self.mesh, batch))
+      if len(ahead) > DEVICE_PREFETCH:
+        yield ahead.popleft()
+    while ahead:
+      yield ahead.popleft()

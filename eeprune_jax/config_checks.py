@@ -18,7 +18,7 @@ from eeprune_jax import models
 from eeprune_jax.data import augment
 
 SOURCES = ('digits', 'tfds', 'npz')
-BACKENDS = ('device', 'tfdata')
+BACKENDS = ('device', 'tfdata', 'grain')
 OPTIMIZERS = ('sgd', 'adamw')
 EXIT_LOSS_SCHEDULES = ('constant', 'sdn')
 PRUNE_MODES = ('fraction', 'threshold')
@@ -100,6 +100,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check(errors, bool(d.npz_path) and os.path.exists(d.npz_path),
            f'config.data.npz_path={d.npz_path!r} is not a file: point it at an .npz with '
            'images and labels.')
+  _check(errors, d.grain_workers >= -1,
+         f'config.data.grain_workers={d.grain_workers} must be >= -1 (-1: one per CPU core, '
+         '0: no worker processes).')
   _check(errors, d.image_size >= 8, f'config.data.image_size={d.image_size} must be >= 8.')
 
   num_exits = _check_model(errors, m)

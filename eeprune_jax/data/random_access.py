@@ -13,8 +13,9 @@ the start of its slice).
 * 'digits' / 'npz' (`ArrayRecords`): the split decoded once by `sources.load_arrays`
   (small data sets: a JPEG npz is decoded once, not per epoch).
 
-`log_reads` (tests, benchmarks) makes a source list every index it reads and the bytes of
-each record, in this process (reads in grain worker processes stay there).
+`log_reads` (tests, benchmarks) makes a source list every read as (tag, index, bytes of the
+record), in this process (reads in grain worker processes stay there); the grain pipeline
+tags a read with its epoch.
 """
 
 from typing import Any
@@ -31,24 +32,26 @@ class RecordSource:
 
   def __init__(self):
     self.log_reads = False
-    self.read_indices: list[int] = []
-    self.read_bytes: list[int] = []
+    self.reads: list[tuple[Any, int, int]] = []
 
   def __len__(self) -> int:
     raise NotImplementedError
 
-  def read(self, index: int) -> tuple[Any, int]:
+  def read(self, index: int, tag: Any = None) -> tuple[Any, int]:
     """(image, label) of example `index`: encoded bytes or uint8 [S, S, C]."""
     raise NotImplementedError
+
+  def read_indices(self, tag: Any = None) -> list[int]:
+    """The indices logged with `tag` (all of them for None), in read order."""
+    return [i for t, i, _ in self.reads if tag is None or t == tag]
 
   def labels(self) -> np.ndarray:
     """int32 [N] labels in canonical order."""
     raise NotImplementedError
 
-  def _log(self, index: int, num_bytes: int) -> None:
+  def _log(self, tag: Any, index: int, num_bytes: int) -> None:
     if self.log_reads:  # list.append is atomic: safe from grain's reader threads
-      self.read_indices.append(index)
-      self.read_bytes.append(num_bytes)
+      self.reads.append((tag, index, num_bytes))
 
 
 class ArrayRecords(RecordSource):
@@ -63,9 +66,9 @@ class ArrayRecords(RecordSource):
   def __len__(self) -> int:
     return len(self._labels)
 
-  def read(self, index: int) -> tuple[np.ndarray, int]:
+  def read(self, index: int, tag: Any = None) -> tuple[np.ndarray, int]:
     image = self._images[index]
-    self._log(index, image.nbytes)
+    self._log(tag, index, image.nbytes)
     return image, int(self._labels[index])
 
   def labels(self) -> np.ndarray:
@@ -106,9 +109,9 @@ class TfdsRecords(RecordSource):
   def __len__(self) -> int:
     return len(self._source)
 
-  def read(self, index: int) -> tuple[bytes, int]:
+  def read(self, index: int, tag: Any = None) -> tuple[bytes, int]:
     record = self._source[index]
-    self._log(index, len(record))
+    self._log(tag, index, len(record))
     example = self._features.deserialize_example_np(record, decoders=self._decoders)
     return example['image'], int(example['label'])
 

@@ -248,3 +248,40 @@ def test_shipped_config_trains_prunes_survives_sigterm_and_resumes(
   assert summary['pruning']['num_pruned'] == round(0.3 if name == 'imagenet2012' else 0.4 * 256)
   kept = 256 - summary['pruning']['num_pruned']
   assert history[-1]['step'] == 8 + 2 * (kept // 32)  # every step of every epoch ran once
+
+
+def test_two_processes_train_every_kept_example_once_per_epoch(tmp_path):
+  """2 processes x 1 CPU device (jax.distributed on localhost), a mask that prunes 90% of
+  the second half of the split (the part a contiguous reader on host 1 would hold): each
+  epoch trains every kept example exactly once across both processes."""
+  n, batch = 1437, 64  # digits
+  keep = np.zeros(n, bool)
+  keep[:700] = True
+  keep[np.random.default_rng(0).choice(np.arange(n // 2, n), 68, replace=False)] = True
+  assert keep.sum() % batch == 0  # 768 kept: 12 steps, no remainder dropped
+  np.save(tmp_path / 'mask.npy', keep)
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    port = s.getsockname()[1]
+  workdir = tmp_path / 'run'
+  command = [sys.executable, '-m', 'eeprune_jax.main',
+             f'--config={ROOT / "tests" / "tiny_config.py"}', f'--workdir={workdir}',
+             '--multihost', f'--coordinator_address=localhost:{port}', '--num_processes=2',
+             '--config.data.backend=grain', '--config.data.grain_workers=0',
+             '--config.prune.method=none', f'--config.prune.mask_path={tmp_path / "mask.npy"}',
+             '--config.train.num_epochs=2', '--config.train.last_pass_scores=True']
+  procs = [subprocess.Popen(command + [f'--process_id={i}'], env=_env(1), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+           for i in range(2)]
+  for p in procs:
+    _, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err[-3000:]
+  summary = json.loads((workdir / 'summary.json').read_text())
+  assert summary['processes'] == 2 and summary['devices'] == 2
+  assert [h['steps'] for h in summary['history']] == [12, 12]
+  for epoch in (1, 2):
+    with np.load(workdir / 'last_pass' / f'epoch{epoch}.npz') as table:
+      trained = np.flatnonzero(table['epoch'] == epoch - 1)
+    # 12 steps x 64 = 768 training passes in the epoch reached 768 distinct examples,
+    # exactly the kept ones: each once.
+    np.testing.assert_array_equal(trained, np.flatnonzero(keep))

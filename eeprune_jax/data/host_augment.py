@@ -47,32 +47,43 @@ def decode(data: bytes, channels: int) -> np.ndarray:
   return image.reshape(image.shape[0], image.shape[1], channels)
 
 
-def _resize(image: np.ndarray, height: int, width: int,
-            box: tuple[float, float, float, float] | None = None) -> np.ndarray:
-  """Pillow bilinear resize of uint8 [H, W, C] (optionally of the region `box` =
-  (left, top, right, bottom)) to [height, width, C]."""
-  Image = _pil()  # pylint: disable=invalid-name
-  h, w, c = image.shape
-  if box is None and (h, w) == (height, width):
-    return image
+def _to_pil(image: np.ndarray) -> Any:
+  c = image.shape[-1]
   if c not in (1, 3):
     raise ValueError(f'host augmentation resizes 1- or 3-channel images, not {c} channels.')
-  pil = Image.fromarray(image[:, :, 0] if c == 1 else image)
-  out = np.asarray(pil.resize((width, height), Image.BILINEAR, box=box))
-  return out.reshape(height, width, c)
+  return _pil().fromarray(image[:, :, 0] if c == 1 else image)
 
 
-def random_resized_crop(image: np.ndarray, size: int, rng: np.random.Generator
-                        ) -> np.ndarray:
-  """One random resized crop (see the module docstring) of uint8 [H,W,C] to [size,size,C]."""
-  h, w, _ = image.shape
+def _from_pil(pil: Any, channels: int) -> np.ndarray:
+  out = np.asarray(pil)
+  return out.reshape(out.shape[0], out.shape[1], channels)
+
+
+def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+  """Pillow bilinear resize of uint8 [H, W, C] to [height, width, C] (no-op if equal)."""
+  if image.shape[:2] == (height, width):
+    return image
+  pil = _to_pil(image).resize((width, height), _pil().BILINEAR)
+  return _from_pil(pil, image.shape[-1])
+
+
+def random_resized_crop(image: np.ndarray, size: int, rng: np.random.Generator, *,
+                        flip: bool = False) -> np.ndarray:
+  """One random resized crop (see the module docstring) of uint8 [H,W,C] to [size,size,C];
+  with `flip`, then a horizontal flip with probability 1/2 (in Pillow: one copy fewer
+  than flipping the array)."""
+  h, w, c = image.shape
   area = rng.uniform(0.08, 1.0) * h * w
   ratio = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
   cw = float(np.clip(np.sqrt(area * ratio), 1.0, w))
   ch = float(np.clip(np.sqrt(area / ratio), 1.0, h))
   y0 = rng.uniform() * (h - ch)
   x0 = rng.uniform() * (w - cw)
-  return _resize(image, size, size, box=(x0, y0, x0 + cw, y0 + ch))
+  Image = _pil()  # pylint: disable=invalid-name
+  pil = _to_pil(image).resize((size, size), Image.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
+  if flip and rng.uniform() < 0.5:
+    pil = pil.transpose(Image.FLIP_LEFT_RIGHT)
+  return _from_pil(pil, c)
 
 
 def cifar_crop(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -97,14 +108,13 @@ def train_view(image: np.ndarray, kind: str, size: int, rng: np.random.Generator
                ) -> np.ndarray:
   """The augmented training view of one image (stored size for 'imagenet' crops)."""
   if kind == 'imagenet':
-    image = random_resized_crop(image, size, rng)
-  else:
-    image = _resize(image, size, size)
-    if kind == 'cifar':
-      image = cifar_crop(image, rng)
+    return random_resized_crop(image, size, rng, flip=True)
+  image = _resize(image, size, size)
+  if kind == 'cifar':
+    image = cifar_crop(image, rng)
   if kind != 'none' and rng.uniform() < 0.5:
-    image = image[:, ::-1]
-  return np.ascontiguousarray(image)
+    image = image[:, ::-1]  # a view: grain's batching copies it once
+  return image
 
 
 def eval_view(image: np.ndarray, kind: str, size: int, *, stored: bool) -> np.ndarray:

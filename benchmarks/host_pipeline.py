@@ -19,7 +19,8 @@ of N and of 4N training examples, then measures, for the ImageNet training trans
   are (so the hosts' parts and the classes are pruned unevenly);
 * bytes read per epoch (this process's read syscalls, /proc/self/io rchar, over a whole
   epoch with every backend reading in this process: grain with 0 workers);
-* start to first batch (pipeline built, first batch on the device) at N and at 4N, and,
+* start to first batch (pipeline built, first batch on the device; the median of
+  `--repeats`) at N and at 4N, and,
   separately, the time to learn the training labels (`pipe.train_labels`, which a run's
   start needs for its masks);
 * time to first batch of a resume at 0% and at 90% of an epoch (`train_feeds(first_step)`).
@@ -240,7 +241,14 @@ def bytes_per_epoch(backend: str, data_dir: str, keep: np.ndarray | None, args: 
 
 def first_batch(backend: str, data_dir: str, args: Any, mesh: Any, *,
                 resume_at: float = 0.0) -> float:
-  """Seconds from building the pipeline to its first batch on the device."""
+  """Median over --repeats of the seconds from building the pipeline to its first batch
+  on the device (the batch at `resume_at` of the epoch)."""
+  return float(np.median([_first_batch_once(backend, data_dir, args, mesh, resume_at)
+                          for _ in range(args.repeats)]))
+
+
+def _first_batch_once(backend: str, data_dir: str, args: Any, mesh: Any,
+                      resume_at: float) -> float:
   start = time.perf_counter()
   pipe = _pipeline(data_dir, backend, args, mesh, args.workers)
   step = int(resume_at * pipe.steps_per_epoch(None))
@@ -267,6 +275,8 @@ def main() -> None:
   parser.add_argument('--jpeg_size', default='400x350', help='W x H of the JPEGs.')
   parser.add_argument('--cores', type=int, default=0,
                       help='host cores to run on (0: all this process may use).')
+  parser.add_argument('--repeats', type=int, default=3,
+                      help='start and resume times: the median of this many.')
   parser.add_argument('--workers', type=int, default=-1,
                       help='grain worker processes (-1: one per core).')
   parser.add_argument('--data_dir', default='',
@@ -277,7 +287,7 @@ def main() -> None:
   args = parser.parse_args()
   if args.smoke:
     args.n, args.batch_size, args.image_size, args.jpeg_size = 48, 8, 64, '96x80'
-    args.workers = 0
+    args.workers, args.repeats = 0, 1
   available = sorted(os.sched_getaffinity(0))
   cores = args.cores or len(available)
   os.sched_setaffinity(0, available[:cores])  # inherited by grain's workers

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from eeprune_jax import config_base, config_checks, parallel
+from eeprune_jax import workdir as workdir_lib
 from eeprune_jax import data
 from eeprune_jax.data import order as order_lib
 from eeprune_jax.data import tfds_write
@@ -280,7 +281,7 @@ def test_two_processes_train_every_kept_example_once_per_epoch(tmp_path):
   assert summary['processes'] == 2 and summary['devices'] == 2
   assert [h['steps'] for h in summary['history']] == [12, 12]
   for epoch in (1, 2):
-    with np.load(workdir / 'last_pass' / f'epoch{epoch}.npz') as table:
+    with np.load(workdir_lib.RunDir(workdir).last_pass(epoch)) as table:
       trained = np.flatnonzero(table['epoch'] == epoch - 1)
     # 12 steps x 64 = 768 training passes in the epoch reached 768 distinct examples,
     # exactly the kept ones: each once.

@@ -26,6 +26,11 @@ setuptools.setup(
         "tensorflow-cpu; platform_machine=='x86_64'",
         "tensorflow; platform_machine!='x86_64'",
         "tensorflow-datasets",
+        # grain backend: random-access reads (ArrayRecord through tfds.data_source) in
+        # worker processes; simplejpeg is its JPEG decoder (eeprune_jax/data/host_augment.py).
+        "grain>=0.2.18",
+        "array-record",
+        "simplejpeg",
     ],
     extras_require={
         "plots": ["matplotlib"],

@@ -29,11 +29,16 @@ def base_config() -> ml_collections.ConfigDict:
   data.image_size = 32  # images are resized/padded to image_size x image_size.
   # 'device': whole split on the accelerators as uint8, augmentation in JAX (no TF needed).
   # 'tfdata': a tf.data pipeline on the host (needed for data that does not fit on device).
+  # 'grain': grain workers read only the kept examples at random, in the device backend's
+  # order (TFDS data in ArrayRecord format; `tfds convert_format` converts a TFRecord copy).
   data.backend = 'device'
   # 'device' backend: refuse, before decoding anything, data whose uint8 train + eval images
   # (held on every device) exceed this share of one device's memory (on CPUs: host memory
   # over the local device count). The rest holds parameters, activations, optimizer state.
   data.device_memory_share = 0.5
+  # grain backend: worker processes that read, decode and augment; -1 = one per CPU core
+  # of the process, 0 = none (reader threads in the training process).
+  data.grain_workers = -1
   data.augment = 'cifar'  # 'cifar' (pad-4 crop + flip), 'imagenet' (random resized crop + flip), 'none'.
 
   # --- Model ------------------------------------------------------------------------

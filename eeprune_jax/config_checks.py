@@ -15,10 +15,11 @@ import numpy as np
 
 from eeprune_jax import methods
 from eeprune_jax import models
+from eeprune_jax import data as data_lib
 from eeprune_jax.data import augment
 
 SOURCES = ('digits', 'tfds', 'npz')
-BACKENDS = ('device', 'tfdata')
+BACKENDS = tuple(data_lib.BACKENDS)
 OPTIMIZERS = ('sgd', 'adamw')
 EXIT_LOSS_SCHEDULES = ('constant', 'sdn')
 PRUNE_MODES = ('fraction', 'threshold')
@@ -100,6 +101,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check(errors, bool(d.npz_path) and os.path.exists(d.npz_path),
            f'config.data.npz_path={d.npz_path!r} is not a file: point it at an .npz with '
            'images and labels.')
+  _check(errors, d.grain_workers >= -1,
+         f'config.data.grain_workers={d.grain_workers} must be >= -1 (-1: one per CPU core, '
+         '0: no worker processes).')
   _check(errors, d.image_size >= 8, f'config.data.image_size={d.image_size} must be >= 8.')
   _check(errors, 0 < d.device_memory_share <= 1,
          f'config.data.device_memory_share={d.device_memory_share} must be in (0, 1].')

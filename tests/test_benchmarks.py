@@ -79,3 +79,19 @@ def test_gpu_science_recipe_runs_concurrently_without_tensorflow(tmp_path):
   assert '3 of 3 runs finished' in report, report[:2000]
   for name in ('random_f0.5_s0', 'eeprune_dynamic_f0.5_s0', 'cost_matched_f0.5_s0'):
     assert (out / 'runs' / name / 'summary.json').exists(), name
+
+
+def test_host_pipeline_benchmark_smoke_prints_its_json():
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  env['PYTHONPATH'] = os.pathsep.join([str(ROOT), env.get('PYTHONPATH', '')])
+  out = subprocess.run(
+      [sys.executable, str(ROOT / 'benchmarks' / 'host_pipeline.py'), '--smoke', '--json'],
+      env=env, check=True, capture_output=True, text=True, timeout=600).stdout
+  result = json.loads(out.strip().splitlines()[-1])
+  for key in ('tfdata_over_reference', 'grain_over_reference', 'grain_bytes_read_at_half',
+              'startup_4n_over_n_tfdata', 'startup_4n_over_n_grain',
+              'resume_late_over_early_tfdata', 'resume_late_over_early_grain', 'platform'):
+    assert key in result, key
+  assert result['platform'] == 'cpu'
+  # Only kept records are read: 24 of 48 at 50% (plus fixed metadata reads).
+  assert 0 < result['grain_bytes_read_at_half'] < 0.9

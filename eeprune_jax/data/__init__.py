@@ -7,6 +7,9 @@
   needed for the 'digits' and 'npz' sources. The fast path for CIFAR-scale data.
 * 'tfdata' (`eeprune_jax.data.tfdata`): a tf.data pipeline on the host; each process
   reads its own contiguous part of the split. For data that does not fit on device.
+* 'grain' (`eeprune_jax.data.grain_pipeline`): grain workers on the host read the kept
+  examples at random (TFDS ArrayRecord via `tfds.data_source`), in the device backend's
+  global order, split over processes; uint8 feeds normalised on device.
 
 THE INVARIANT: every training example has a stable index 0..N-1, its position in the
 canonical order of its split (see `sources`); keep masks (bool [N]), per-example scores
@@ -23,10 +26,11 @@ jitted program takes, with `*_feed_specs()` giving its PartitionSpecs and
 `local_batch(feed, step, epoch, train)` turning it, inside `shard_map`, into this
 device's rows of batch `step`. The device backend's feed is the whole split plus the
 epoch's index order (uploaded once per epoch), so a program runs many steps per dispatch;
-the tf.data backend's feed is one host batch (uint8 images, normalised on device), so
-its programs run one step.
+the tf.data and grain backends' feed is one host batch (uint8 images, normalised on
+device), so their programs run one step.
 """
 
+import importlib
 from typing import Any, Iterator
 
 import jax
@@ -132,19 +136,27 @@ class Pipeline:
     raise ValueError(f"split must be 'train' or 'eval', not {split!r}.")
 
 
+# backend name -> (module, class); imported on use, so the device backend never pulls in
+# TensorFlow and the tf.data one never pulls in grain. A new backend is a new module here.
+BACKENDS = {
+    'device': ('eeprune_jax.data.device', 'DevicePipeline'),
+    'tfdata': ('eeprune_jax.data.tfdata', 'TfDataPipeline'),
+    'grain': ('eeprune_jax.data.grain_pipeline', 'GrainPipeline'),
+}
+# Backends that keep what they read once (the training labels) in the run's workdir.
+_TAKES_WORKDIR = ('tfdata',)
+
+
 def create_pipeline(data_config: Any, *, batch_size: int, eval_batch_size: int,
                     mesh: Mesh, seed: int, workdir: Any = None) -> Pipeline:
-  """The input pipeline of `config.data.backend` ('device' or 'tfdata'); `workdir` (a
-  run's) keeps what a host backend reads once, such as the training labels."""
+  """The input pipeline of `config.data.backend` (a key of BACKENDS); `workdir` (a run's)
+  keeps what a host backend reads once, such as the training labels."""
   kwargs = dict(batch_size=batch_size, eval_batch_size=eval_batch_size, mesh=mesh, seed=seed)
   backend = data_config.backend
-  # Imported here so that the device backend never pulls in TensorFlow.
-  if backend == 'device':
-    from eeprune_jax.data import device  # pylint: disable=g-import-not-at-top
-    return device.DevicePipeline(data_config, **kwargs)
-  assert backend == 'tfdata', backend  # config_checks validates config.data.backend
-  from eeprune_jax.data import tfdata  # pylint: disable=g-import-not-at-top
-  return tfdata.TfDataPipeline(data_config, workdir=workdir, **kwargs)
+  module, cls = BACKENDS[backend]  # config_checks validates config.data.backend
+  if backend in _TAKES_WORKDIR:
+    kwargs['workdir'] = workdir
+  return getattr(importlib.import_module(module), cls)(data_config, **kwargs)
 
 
 __all__ = ['DatasetInfo', 'DatasetNotPreparedError', 'PAD_INDEX', 'Pipeline',

@@ -7,11 +7,12 @@ of a step from its replica (no communication), augments and normalises them
 (`local_batch`). A train feed serves any number of steps of its epoch, so one dispatch
 can run many steps; an eval feed is the whole split.
 
-Training order: `np.random.default_rng((seed, epoch)).permutation(kept indices)`, cut
-into steps_per_epoch batches (the remainder is dropped); every process computes the same
-permutation. Augmentation randomness of an example is `fold_in(fold_in(key(seed), epoch),
-index)`. Both depend only on (seed, epoch, keep mask), so a resumed run sees the same
-batches. TensorFlow is never imported here (it is only used when the source is 'tfds').
+Training order: `order.train_order`, a permutation of the kept indices from (seed, epoch)
+cut into steps_per_epoch batches (the remainder is dropped); every process computes the
+same permutation (the grain backend serves the same order). Augmentation randomness of
+an example is `fold_in(fold_in(key(seed), epoch), index)`. Both depend only on (seed,
+epoch, keep mask), so a resumed run sees the same batches. TensorFlow is never imported
+here (it is only used when the source is 'tfds').
 """
 
 import os
@@ -25,6 +26,7 @@ from jax.sharding import Mesh
 from eeprune_jax import parallel
 from eeprune_jax.data import PAD_INDEX, Pipeline, sources
 from eeprune_jax.data import augment as augment_lib
+from eeprune_jax.data import order as order_lib
 from eeprune_jax.data.sources import ceil_div
 
 P = jax.sharding.PartitionSpec
@@ -121,10 +123,9 @@ class DevicePipeline(Pipeline):
 
   def _train_order(self, epoch: int, keep_mask: np.ndarray | None) -> np.ndarray:
     """[steps_per_epoch(keep_mask), B] kept indices in this epoch's order."""
-    steps = self.steps_per_epoch(keep_mask)
-    kept = self.kept_indices(keep_mask)
-    order = np.random.default_rng((self.seed, epoch)).permutation(kept)
-    return order[:steps * self.batch_size].reshape(steps, self.batch_size)
+    self.steps_per_epoch(keep_mask)  # raises if fewer are kept than a batch
+    return order_lib.train_order(self.seed, epoch, self.kept_indices(keep_mask),
+                                 self.batch_size)
 
   def _eval_order(self, split: str) -> np.ndarray:
     """[num_eval_steps, eval batch] indices 0..N-1 in order, padded with PAD_INDEX."""

@@ -1,0 +1,294 @@
+"""Tests of the grain backend: the device backend's order, only kept reads, resume."""
+
+import os
+
+os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=8'
+
+import io  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+import jax
+import numpy as np
+import pytest
+
+from eeprune_jax import config_base, config_checks, parallel
+from eeprune_jax import workdir as workdir_lib
+from eeprune_jax import data
+from eeprune_jax.data import order as order_lib
+from eeprune_jax.data import tfds_write
+
+BATCH, EVAL_BATCH = 64, 48
+
+
+@pytest.fixture(scope='module')
+def mesh():
+  assert jax.device_count() == 8, 'XLA_FLAGS must be set before jax is imported'
+  return parallel.make_mesh()
+
+
+def _config(**overrides):
+  cfg = config_base.base_config().data
+  cfg.grain_workers = 0
+  for k, v in overrides.items():
+    cfg[k] = v
+  return cfg
+
+
+def _pipeline(mesh, batch_size=BATCH, eval_batch_size=EVAL_BATCH, seed=0, **overrides):
+  return data.create_pipeline(_config(**overrides), batch_size=batch_size,
+                              eval_batch_size=eval_batch_size, mesh=mesh, seed=seed)
+
+
+def _fetch(batches):
+  batches = list(batches)
+  return {k: np.concatenate([np.asarray(b[k]) for b in batches]) for k in batches[0]}
+
+
+def _cifar_examples(n, seed):
+  rng = np.random.default_rng(seed)
+  return [{'id': f'{i}', 'image': rng.integers(0, 256, (32, 32, 3), dtype=np.uint8),
+           'label': int(rng.integers(100)), 'coarse_label': 0} for i in range(n)]
+
+
+@pytest.fixture(scope='module')
+def cifar100_dir(tmp_path_factory):
+  """A prepared 'cifar100' (TFRecord + ArrayRecord, 3 shards) with 160/40 examples."""
+  root = str(tmp_path_factory.mktemp('tfds'))
+  tfds_write.write_prepared(root, 'cifar100', {'train': _cifar_examples(160, 0),
+                                               'test': _cifar_examples(40, 1)}, num_shards=3)
+  return root
+
+
+def test_order_is_shared_and_split_over_processes():
+  kept = np.flatnonzero(np.arange(1000) % 3 != 0)
+  order = order_lib.train_order(0, 2, kept, 64)
+  assert order.shape == (len(kept) // 64, 64) and len(np.unique(order)) == order.size
+  parts = [order_lib.process_columns(order, p, 4) for p in range(4)]
+  np.testing.assert_array_equal(np.concatenate(parts, axis=1), order)
+
+
+@pytest.mark.parametrize('source', ['digits', 'tfds'])
+def test_same_batches_as_the_device_backend(source, mesh, cifar100_dir):
+  cfg = (dict(image_size=16) if source == 'digits' else
+         dict(source='tfds', name='cifar100', data_dir=cifar100_dir, eval_split='test'))
+  batch = BATCH if source == 'digits' else 16
+  pipes = {b: _pipeline(mesh, batch_size=batch, backend=b, augment='none', **cfg)
+           for b in ('device', 'grain')}
+  n = pipes['grain'].info.num_train
+  mask = np.random.default_rng(1).random(n) < 0.7
+  for epoch in (3, 4):  # grain's stream runs on from epoch 3 into epoch 4
+    cats = {b: _fetch(p.train_epoch(epoch, mask)) for b, p in pipes.items()}
+    for k in cats['device']:  # same indices in the same order, same pixels (no augmentation)
+      np.testing.assert_allclose(cats['grain'][k], cats['device'][k], atol=1e-5, err_msg=k)
+  np.testing.assert_array_equal(pipes['grain'].train_labels, pipes['device'].train_labels)
+  for split in ('train', 'eval'):
+    ev = {b: _fetch(p.eval_batches(split)) for b, p in pipes.items()}
+    for k in ev['device']:
+      np.testing.assert_allclose(ev['grain'][k], ev['device'][k], atol=1e-5, err_msg=k)
+
+
+def test_augmented_epoch_reads_only_kept_records(mesh, cifar100_dir):
+  pipe = _pipeline(mesh, batch_size=16, backend='grain', augment='cifar', source='tfds',
+                   name='cifar100', data_dir=cifar100_dir)
+  source = pipe.source('train')
+  source.log_reads = True
+  mask = np.zeros(160, bool)
+  mask[np.random.default_rng(2).permutation(160)[:70]] = True  # 70 kept: 4 steps of 16
+  cat = _fetch(pipe.train_epoch(1, mask))
+  assert len(cat['index']) == 64 and mask[cat['index']].all()
+  # The epoch read exactly what it trained: not the 160 records, nor the 6 kept ones the
+  # order's cut drops (reads ahead, into epoch 2, are of kept records too).
+  assert sorted(source.read_indices(1)) == sorted(cat['index'].tolist()), 'read != trained'
+  assert mask[source.read_indices()].all()
+  np.testing.assert_array_equal(cat['label'], pipe.train_labels[cat['index']])
+  # Augmented (differs from the plain view), deterministic per (seed, epoch).
+  plain = _fetch(pipe.eval_batches('train'))
+  assert not np.allclose(cat['image'], plain['image'][cat['index']])
+  again = _fetch(pipe.train_epoch(1, mask))
+  np.testing.assert_array_equal(cat['image'], again['image'])
+
+
+def test_resume_mid_epoch_reads_nothing_it_skips(mesh, cifar100_dir):
+  pipe = _pipeline(mesh, batch_size=16, backend='grain', augment='cifar', source='tfds',
+                   name='cifar100', data_dir=cifar100_dir)
+  mask = np.arange(160) % 5 != 0  # 128 kept: 8 steps
+  full = [jax.device_get(f) for f in pipe.train_feeds(2, mask, 0, 1)]
+  source = pipe.source('train')
+  source.log_reads = True
+  rest = [jax.device_get(f) for f in pipe.train_feeds(2, mask, 5, 1)]
+  assert len(full) == 8 and len(rest) == 3
+  for a, b in zip(full[5:], rest):
+    for k in a:
+      np.testing.assert_array_equal(a[k], b[k])
+  assert sorted(source.read_indices(2)) == sorted(
+      np.concatenate([f['index'] for f in full[5:]]).tolist())
+  assert full[0]['image'].dtype == np.uint8  # feeds cross to the device as uint8
+
+
+def test_worker_processes_serve_the_same_batches(mesh):
+  # Worker processes (spawned, data pickled to them) and in-process reads agree.
+  cats = [_fetch(_pipeline(mesh, backend='grain', augment='cifar', image_size=16,
+                           grain_workers=w).train_epoch(0, None)) for w in (0, 2)]
+  for k in cats[0]:
+    np.testing.assert_array_equal(cats[0][k], cats[1][k])
+
+
+def _jpeg(rng, h, w):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  buf = io.BytesIO()
+  Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(buf, format='JPEG',
+                                                                         quality=90)
+  return buf.getvalue()
+
+
+def test_imagenet_jpegs_crop_from_the_stored_image(tmp_path, mesh):
+  rng = np.random.default_rng(0)
+  examples = [{'image': _jpeg(rng, 50 + 3 * i, 70 - 2 * i), 'label': i % 1000,
+               'file_name': f'{i}.jpeg'} for i in range(24)]
+  tfds_write.write_prepared(str(tmp_path), 'imagenet2012',
+                            {'train': examples, 'validation': examples[:8]})
+  pipe = _pipeline(mesh, batch_size=8, eval_batch_size=8, backend='grain', source='tfds',
+                   name='imagenet2012', data_dir=str(tmp_path), eval_split='validation',
+                   augment='imagenet', image_size=24)
+  cat = _fetch(pipe.train_epoch(0, None))
+  assert cat['image'].shape == (24, 24, 24, 3) and np.isfinite(cat['image']).all()
+  assert pipe.info.num_classes == 1000
+  ev = _fetch(pipe.eval_batches('eval'))
+  assert ev['image'].shape == (8, 24, 24, 3) and ev['valid'].all()
+
+
+def test_tfrecord_only_data_is_refused_with_the_fix(tmp_path, mesh):
+  tfds_write.write_prepared(str(tmp_path), 'cifar100', {'train': _cifar_examples(32, 0),
+                                                        'test': _cifar_examples(8, 1)},
+                            file_formats=('tfrecord',))
+  with pytest.raises(ValueError, match='convert_format.*array_record'):
+    _pipeline(mesh, batch_size=16, backend='grain', source='tfds', name='cifar100',
+              data_dir=str(tmp_path))
+
+
+def test_config_checks_grain_fields():
+  cfg = config_base.base_config()
+  cfg.data.backend, cfg.data.grain_workers = 'grain', -2
+  with pytest.raises(config_checks.ConfigError, match='grain_workers'):
+    config_checks.validate(cfg)
+  cfg.data.grain_workers = 0
+  config_checks.validate(cfg)
+
+
+# --- End to end: the shipped configs, shrunk, with a SIGTERM and a resume ----------------
+
+import json  # pylint: disable=g-import-not-at-top,wrong-import-position
+import pathlib  # pylint: disable=g-import-not-at-top,wrong-import-position
+import signal  # pylint: disable=g-import-not-at-top,wrong-import-position
+import socket  # pylint: disable=g-import-not-at-top,wrong-import-position
+import subprocess  # pylint: disable=g-import-not-at-top,wrong-import-position
+import sys  # pylint: disable=g-import-not-at-top,wrong-import-position
+import time  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _env(devices: int) -> dict[str, str]:
+  return dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
+              PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get('PYTHONPATH', '')]))
+
+
+def _main(config: str, workdir, overrides: dict[str, object], *flags: str) -> list[str]:
+  return [sys.executable, '-m', 'eeprune_jax.main', f'--config={ROOT / "configs" / config}',
+          f'--workdir={workdir}', *flags,
+          *(f'--config.{k}={v}' for k, v in overrides.items())]
+
+
+def _run_with_sigterm(command: list[str], workdir, first_checkpoint: int) -> str:
+  """Runs `command`, SIGTERMs it once its first checkpoint exists, returns its stderr."""
+  proc = subprocess.Popen(command, env=_env(2), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, cwd=ROOT)
+  deadline = time.time() + 300
+  while not (workdir / 'checkpoints' / str(first_checkpoint)).exists():
+    if proc.poll() is not None or time.time() > deadline:
+      proc.kill()
+      raise AssertionError('run ended before its first checkpoint:\n' +
+                           proc.communicate()[1][-3000:])
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 0, err[-3000:]
+  return err
+
+
+SHRUNK = {  # 3 epochs of 8 steps, pruned after the first, a checkpoint every epoch
+    'train.num_epochs': 3, 'train.batch_size': 32, 'train.eval_batch_size': 64,
+    'train.warmup_epochs': 0.5, 'train.log_every_steps': 2, 'train.progress_bar': False,
+    'train.checkpoint_every_epochs': 1, 'prune.epoch': 1, 'data.grain_workers': 0,
+    # EEPrune prunes only examples its exit classifies right, which random data after
+    # one epoch are not (a shortfall of the whole target): a random mask of the same size
+    # exercises the pruned path.
+    'prune.method': 'random'}
+
+
+@pytest.mark.parametrize('config,backend,overrides', [
+    ('cifar100.py', 'grain', {'model.width': 0.25}),
+    ('imagenet.py', 'grain', {'model.width': 0.125, 'data.image_size': 32,
+                              'model.dtype': 'float32'}),
+])
+def test_shipped_config_trains_prunes_survives_sigterm_and_resumes(
+    config, backend, overrides, tmp_path):
+  name = 'cifar100' if config == 'cifar100.py' else 'imagenet2012'
+  if name == 'cifar100':
+    splits = {'train': _cifar_examples(256, 0), 'test': _cifar_examples(64, 1)}
+  else:
+    rng = np.random.default_rng(0)
+    examples = [{'image': _jpeg(rng, 40 + i % 9, 48 - i % 7), 'label': i % 1000,
+                 'file_name': f'{i}.jpeg'} for i in range(256)]
+    splits = {'train': examples, 'validation': examples[:64]}
+  tfds_write.write_prepared(str(tmp_path / 'tfds'), name, splits, num_shards=2)
+  workdir = tmp_path / 'run'
+  command = _main(config, workdir, {**SHRUNK, **overrides, 'data.backend': backend,
+                                    'data.data_dir': tmp_path / 'tfds'})
+  err = _run_with_sigterm(command, workdir, first_checkpoint=8)
+  assert 'Preempted at step' in err and not (workdir / 'summary.json').exists()
+  subprocess.run(command, env=_env(2), check=True, timeout=600, capture_output=True, cwd=ROOT)
+  summary = json.loads((workdir / 'summary.json').read_text())
+  history = summary['history']
+  assert [h['epoch'] for h in history] == [1, 2, 3]
+  fraction = 0.3 if name == 'imagenet2012' else 0.4  # the shipped configs' prune.fraction
+  assert len(summary['pruning']['rounds']) == 1
+  assert summary['pruning']['num_pruned'] == round(fraction * 256)
+  kept = 256 - summary['pruning']['num_pruned']
+  assert history[-1]['step'] == 8 + 2 * (kept // 32)  # every step of every epoch ran once
+
+
+def test_two_processes_train_every_kept_example_once_per_epoch(tmp_path):
+  """2 processes x 1 CPU device (jax.distributed on localhost), a mask that prunes 90% of
+  the second half of the split (the part a contiguous reader on host 1 would hold): each
+  epoch trains every kept example exactly once across both processes."""
+  n, batch = 1437, 64  # digits
+  keep = np.zeros(n, bool)
+  keep[:700] = True
+  keep[np.random.default_rng(0).choice(np.arange(n // 2, n), 68, replace=False)] = True
+  assert keep.sum() % batch == 0  # 768 kept: 12 steps, no remainder dropped
+  np.save(tmp_path / 'mask.npy', keep)
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    port = s.getsockname()[1]
+  workdir = tmp_path / 'run'
+  command = [sys.executable, '-m', 'eeprune_jax.main',
+             f'--config={ROOT / "tests" / "tiny_config.py"}', f'--workdir={workdir}',
+             '--multihost', f'--coordinator_address=localhost:{port}', '--num_processes=2',
+             '--config.data.backend=grain', '--config.data.grain_workers=0',
+             '--config.prune.method=none', f'--config.prune.mask_path={tmp_path / "mask.npy"}',
+             '--config.train.num_epochs=2', '--config.train.last_pass_scores=True']
+  procs = [subprocess.Popen(command + [f'--process_id={i}'], env=_env(1), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+           for i in range(2)]
+  for p in procs:
+    _, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err[-3000:]
+  summary = json.loads((workdir / 'summary.json').read_text())
+  assert summary['processes'] == 2 and summary['devices'] == 2
+  assert [h['steps'] for h in summary['history']] == [12, 12]
+  for epoch in (1, 2):
+    with np.load(workdir_lib.RunDir(workdir).last_pass(epoch)) as table:
+      trained = np.flatnonzero(table['epoch'] == epoch - 1)
+    # 12 steps x 64 = 768 training passes in the epoch reached 768 distinct examples,
+    # exactly the kept ones: each once.
+    np.testing.assert_array_equal(trained, np.flatnonzero(keep))

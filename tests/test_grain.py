@@ -174,15 +174,13 @@ def test_config_checks_grain_fields():
   config_checks.validate(cfg)
 
 
-# --- End to end: the shipped configs, shrunk, with a SIGTERM and a resume ----------------
+# --- Two processes (the shipped configs end to end on grain: tests/test_host_paths.py) ---
 
 import json  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pathlib  # pylint: disable=g-import-not-at-top,wrong-import-position
-import signal  # pylint: disable=g-import-not-at-top,wrong-import-position
 import socket  # pylint: disable=g-import-not-at-top,wrong-import-position
 import subprocess  # pylint: disable=g-import-not-at-top,wrong-import-position
 import sys  # pylint: disable=g-import-not-at-top,wrong-import-position
-import time  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -190,71 +188,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 def _env(devices: int) -> dict[str, str]:
   return dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get('PYTHONPATH', '')]))
-
-
-def _main(config: str, workdir, overrides: dict[str, object], *flags: str) -> list[str]:
-  return [sys.executable, '-m', 'eeprune_jax.main', f'--config={ROOT / "configs" / config}',
-          f'--workdir={workdir}', *flags,
-          *(f'--config.{k}={v}' for k, v in overrides.items())]
-
-
-def _run_with_sigterm(command: list[str], workdir, first_checkpoint: int) -> str:
-  """Runs `command`, SIGTERMs it once its first checkpoint exists, returns its stderr."""
-  proc = subprocess.Popen(command, env=_env(2), stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True, cwd=ROOT)
-  deadline = time.time() + 300
-  while not (workdir / 'checkpoints' / str(first_checkpoint)).exists():
-    if proc.poll() is not None or time.time() > deadline:
-      proc.kill()
-      raise AssertionError('run ended before its first checkpoint:\n' +
-                           proc.communicate()[1][-3000:])
-    time.sleep(0.05)
-  proc.send_signal(signal.SIGTERM)
-  _, err = proc.communicate(timeout=300)
-  assert proc.returncode == 0, err[-3000:]
-  return err
-
-
-SHRUNK = {  # 3 epochs of 8 steps, pruned after the first, a checkpoint every epoch
-    'train.num_epochs': 3, 'train.batch_size': 32, 'train.eval_batch_size': 64,
-    'train.warmup_epochs': 0.5, 'train.log_every_steps': 2, 'train.progress_bar': False,
-    'train.checkpoint_every_epochs': 1, 'prune.epoch': 1, 'data.grain_workers': 0,
-    # EEPrune prunes only examples its exit classifies right, which random data after
-    # one epoch are not (a shortfall of the whole target): a random mask of the same size
-    # exercises the pruned path.
-    'prune.method': 'random'}
-
-
-@pytest.mark.parametrize('config,backend,overrides', [
-    ('cifar100.py', 'grain', {'model.width': 0.25}),
-    ('imagenet.py', 'grain', {'model.width': 0.125, 'data.image_size': 32,
-                              'model.dtype': 'float32'}),
-])
-def test_shipped_config_trains_prunes_survives_sigterm_and_resumes(
-    config, backend, overrides, tmp_path):
-  name = 'cifar100' if config == 'cifar100.py' else 'imagenet2012'
-  if name == 'cifar100':
-    splits = {'train': _cifar_examples(256, 0), 'test': _cifar_examples(64, 1)}
-  else:
-    rng = np.random.default_rng(0)
-    examples = [{'image': _jpeg(rng, 40 + i % 9, 48 - i % 7), 'label': i % 1000,
-                 'file_name': f'{i}.jpeg'} for i in range(256)]
-    splits = {'train': examples, 'validation': examples[:64]}
-  tfds_write.write_prepared(str(tmp_path / 'tfds'), name, splits, num_shards=2)
-  workdir = tmp_path / 'run'
-  command = _main(config, workdir, {**SHRUNK, **overrides, 'data.backend': backend,
-                                    'data.data_dir': tmp_path / 'tfds'})
-  err = _run_with_sigterm(command, workdir, first_checkpoint=8)
-  assert 'Preempted at step' in err and not (workdir / 'summary.json').exists()
-  subprocess.run(command, env=_env(2), check=True, timeout=600, capture_output=True, cwd=ROOT)
-  summary = json.loads((workdir / 'summary.json').read_text())
-  history = summary['history']
-  assert [h['epoch'] for h in history] == [1, 2, 3]
-  fraction = 0.3 if name == 'imagenet2012' else 0.4  # the shipped configs' prune.fraction
-  assert len(summary['pruning']['rounds']) == 1
-  assert summary['pruning']['num_pruned'] == round(fraction * 256)
-  kept = 256 - summary['pruning']['num_pruned']
-  assert history[-1]['step'] == 8 + 2 * (kept // 32)  # every step of every epoch ran once
 
 
 def test_two_processes_train_every_kept_example_once_per_epoch(tmp_path):

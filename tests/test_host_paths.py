@@ -29,7 +29,8 @@ import tfds_files
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 # (config, backend): every backend that can read the config's source.
-CASES = [('imagenet', 'tfdata'), ('cifar100', 'tfdata'), ('cifar100', 'device')]
+CASES = [('imagenet', 'tfdata'), ('imagenet', 'grain'), ('cifar100', 'tfdata'),
+         ('cifar100', 'grain'), ('cifar100', 'device')]
 
 NUM_TRAIN, NUM_EVAL, BATCH = 256, 64, 32
 STEPS_PER_EPOCH = NUM_TRAIN // BATCH
@@ -58,7 +59,7 @@ def _command(config: str, backend: str, workdir: pathlib.Path, data_dir: pathlib
           '--config.train.warmup_epochs=0.5', '--config.prune.epoch=1',
           f'--config.train.batch_size={BATCH}', f'--config.train.eval_batch_size={BATCH}',
           '--config.train.checkpoint_every_epochs=1', '--config.train.log_every_steps=4',
-          '--config.train.progress_bar=False', *DATA[config][3]]
+          '--config.train.progress_bar=False', '--config.data.grain_workers=0', *DATA[config][3]]
 
 
 def _env() -> dict[str, str]:

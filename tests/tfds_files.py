@@ -16,26 +16,22 @@ from typing import Mapping
 
 import numpy as np
 
+from eeprune_jax.data import tfds_write
+
 
 def write_prepared(data_dir: str | os.PathLike, name: str, split_sizes: Mapping[str, int], *,
                    image_shape: tuple[int, int, int], classes: int = 2, shards: int = 2,
-                   file_format: str = 'tfrecord', seed: int = 0) -> None:
+                   seed: int = 0) -> None:
   """Writes TFDS data set `name` (features image + label, as registered) prepared in
-  `data_dir`, every split cut into `shards` files of near-equal length.
+  `data_dir` in TFRecord (tf.data) and ArrayRecord (grain), every split cut into `shards`
+  files of near-equal length.
 
   Labels are drawn from the first `classes` classes and each image is its class's grey
   level plus noise, so a network learns them within an epoch and pruning rounds find
   eligible examples. Other features of the data set get zeros / empty strings.
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from tensorflow_datasets.core import file_adapters  # pylint: disable=g-import-not-at-top
-  builder = tfds.builder(name, data_dir=os.fspath(data_dir))
-  builder.data_path.mkdir(parents=True)
-  features = builder.info.features
-  fmt = file_adapters.FileFormat(file_format)
-  adapter = file_adapters.ADAPTER_FOR_FORMAT[fmt]
-  template = tfds.core.ShardedFileTemplate(
-      data_dir=builder.data_path, dataset_name=name, filetype_suffix=fmt.file_suffix)
+  features = tfds.builder(name, data_dir=os.fspath(data_dir)).info.features
   rng = np.random.default_rng(seed)
   levels = np.linspace(40, 215, classes)
 
@@ -49,15 +45,6 @@ def write_prepared(data_dir: str | os.PathLike, name: str, split_sizes: Mapping[
         ex[key] = '' if dtype == np.object_ else np.zeros(feature.shape, dtype)
     return ex
 
-  infos = []
-  for split, n in split_sizes.items():
-    lengths = [n * (k + 1) // shards - n * k // shards for k in range(shards)]
-    split_template = template.replace(split=split)
-    for path, length in zip(split_template.sharded_filepaths(shards), lengths):
-      adapter.write_examples(path, [(None, features.serialize_example(example()))
-                                    for _ in range(length)])
-    infos.append(tfds.core.SplitInfo(name=split, shard_lengths=lengths, num_bytes=0,
-                                     filename_template=split_template))
-  builder.info.set_file_format(fmt)
-  builder.info.set_splits(tfds.core.SplitDict(infos))
-  builder.info.write_to_directory(builder.data_path)
+  tfds_write.write_prepared(os.fspath(data_dir), name,
+                            {split: [example() for _ in range(n)]
+                             for split, n in split_sizes.items()}, num_shards=shards)

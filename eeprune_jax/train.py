@@ -20,6 +20,7 @@ import numpy as np
 import tqdm
 
 import eeprune_jax
+from eeprune_jax import checkpoint_recovery
 from eeprune_jax import checkpointing
 from eeprune_jax import compilation_cache
 from eeprune_jax import config_checks
@@ -128,9 +129,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             **stats.to_arrays(),
             **{f'last_pass_{k}': v for k, v in jax.device_get(last_pass).items()}}
 
-  if run.manager.latest_step() is not None:
-    logging.info('Resuming from %s, step %d.', workdir, run.manager.latest_step())
-    state, arrays, rs = checkpointing.restore(run.manager, state, example_arrays())
+  restored = checkpoint_recovery.restore_newest_readable(run.manager, state, example_arrays(),
+                                                        is_writer=run.is_writer)
+  if restored is not None:
+    state, arrays, rs = restored
     keep, epoch_keep, epoch_weight = arrays['keep'], arrays['epoch_keep'], arrays['epoch_weight']
     stats.load_arrays(arrays)
     if last_pass:

@@ -4,6 +4,8 @@
 elsewhere asks them and never spells a file name. Layout of a run's workdir:
   config.json          the run's config (a resumed run must match it)
   checkpoints/         Orbax CheckpointManager: train state, keep mask, progress + ledger
+  damaged_checkpoints/{step}/  checkpoints that could not be read, set aside on resume
+                       (with DAMAGED.txt: the file and the reason)
   scores.npz           the latest pruning round's per-example scores and the keep mask
   scores_round{r}.npz  every pruning round's (round r = 0, 1, ...)
   keep_mask.npy        the current keep mask (bool [N], canonical index order)
@@ -37,6 +39,7 @@ class RunDir:
     self.root = epath.Path(root)
     self.config = self.root / 'config.json'  # the run's config
     self.checkpoints = self.root / 'checkpoints'  # Orbax CheckpointManager
+    self.damaged_checkpoints = self.root / 'damaged_checkpoints'  # unreadable, set aside
     self.scores = self.root / 'scores.npz'  # the latest round's scores and keep mask
     self.keep_mask = self.root / 'keep_mask.npy'  # the current keep mask
     self.summary = self.root / 'summary.json'  # the finished run's summary

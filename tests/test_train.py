@@ -174,6 +174,28 @@ def test_preempted_run_resumes_to_the_same_result(full_run, tmp_path, monkeypatc
     np.testing.assert_array_equal(np.load(tmp_path / last)[k], v)
 
 
+def test_a_damaged_latest_checkpoint_resumes_from_the_previous_one(full_run, tmp_path, caplog):
+  """Its largest file truncated to 0 bytes: the run resumes from the step before, set aside
+  the damaged one, and ends as a run resumed from that step does."""
+  full_dir, _ = full_run
+  damaged, previous = tmp_path / 'damaged', tmp_path / 'previous'
+  shutil.copytree(full_dir, damaged)
+  shutil.copytree(full_dir, previous)
+  latest, before = sorted(int(p.name) for p in (full_dir / 'checkpoints').iterdir())[-2:][::-1]
+  shutil.rmtree(previous / 'checkpoints' / str(latest))
+  files = [os.path.join(r, f) for r, _, fs in os.walk(damaged / 'checkpoints' / str(latest))
+           for f in fs]
+  open(max(files, key=os.path.getsize), 'w').close()  # pylint: disable=consider-using-with
+  info = inspect_lib.inspect_workdir(str(damaged))
+  assert info['step'] == before and [d['step'] for d in info['unreadable']] == [latest]
+  summary = train.train_and_evaluate(tiny_config(), str(damaged))
+  assert f'Resuming from checkpoint {before}, the newest readable one' in caplog.text
+  assert 'another size' not in caplog.text
+  assert (damaged / 'damaged_checkpoints' / str(latest) / 'DAMAGED.txt').exists()
+  _assert_same_run(previous, train.train_and_evaluate(tiny_config(), str(previous)),
+                   damaged, summary)
+
+
 def test_last_pass_files_hold_each_examples_latest_training_pass(full_run):
   workdir, summary = full_run
   keep = np.load(workdir / 'keep_mask.npy')

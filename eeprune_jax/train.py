@@ -37,6 +37,7 @@ from eeprune_jax import run_summary
 from eeprune_jax import steps as steps_lib
 from eeprune_jax import tracking
 from eeprune_jax import workdir as workdir_lib
+from eeprune_jax import workdir_lock
 
 # Kept importable from here: tests and benchmarks build steps through `train`.
 create_train_state = steps_lib.create_train_state
@@ -109,9 +110,16 @@ class _Run:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains, prunes, evaluates and checkpoints in `workdir`; resumes a run found there.
 
-  Returns the summary that is also written to `workdir/summary.json`.
+  Returns the summary that is also written to `workdir/summary.json`. Refuses a workdir
+  another live run holds (`workdir_lock.WorkdirBusy`).
   """
   config_checks.validate(config)
+  with workdir_lock.held(workdir):
+    return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """`train_and_evaluate` once the workdir is locked."""
   compilation_cache.enable(config.train.compilation_cache_dir)
   run = _Run(config, workdir)
   n = run.num_train

@@ -3,6 +3,7 @@
 `RunDir` names every file of a run's workdir, `CompareDir` those of a comparison; code
 elsewhere asks them and never spells a file name. Layout of a run's workdir:
   config.json          the run's config (a resumed run must match it)
+  lock.json            the running run's pid, host and start time (one writer per workdir)
   checkpoints/         Orbax CheckpointManager: train state, keep mask, progress + ledger
   damaged_checkpoints/{step}/  checkpoints that could not be read, set aside on resume
                        (with DAMAGED.txt: the file and the reason)
@@ -38,6 +39,7 @@ class RunDir:
   def __init__(self, root: epath.PathLike):
     self.root = epath.Path(root)
     self.config = self.root / 'config.json'  # the run's config
+    self.lock = self.root / 'lock.json'  # who is running in it (workdir_lock)
     self.checkpoints = self.root / 'checkpoints'  # Orbax CheckpointManager
     self.damaged_checkpoints = self.root / 'damaged_checkpoints'  # unreadable, set aside
     self.scores = self.root / 'scores.npz'  # the latest round's scores and keep mask

@@ -192,6 +192,7 @@ def test_a_damaged_latest_checkpoint_resumes_from_the_previous_one(full_run, tmp
   assert f'Resuming from checkpoint {before}, the newest readable one' in caplog.text
   assert 'another size' not in caplog.text
   assert (damaged / 'damaged_checkpoints' / str(latest) / 'DAMAGED.txt').exists()
+  assert not (damaged / 'lock.json').exists()  # released at the end
   _assert_same_run(previous, train.train_and_evaluate(tiny_config(), str(previous)),
                    damaged, summary)
 

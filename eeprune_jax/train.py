@@ -34,6 +34,7 @@ from eeprune_jax import parallel
 from eeprune_jax import rounds as rounds_lib
 from eeprune_jax import run_state as run_state_lib
 from eeprune_jax import run_summary
+from eeprune_jax import save_watch
 from eeprune_jax import steps as steps_lib
 from eeprune_jax import tracking
 from eeprune_jax import workdir as workdir_lib
@@ -65,6 +66,7 @@ class _Run:
     self.num_exits = len(models.exit_blocks(config.model))
     config_checks.validate_with_data(config, self.num_train)
     self.manager = checkpointing.make_manager(workdir, config.train.keep_checkpoints)
+    self.saves = save_watch.SaveWatch(self.manager, workdir)
     workdir_lib.check_or_write_config(workdir, config, self.is_writer,
                                       has_checkpoint=self.manager.latest_step() is not None)
     self.exit_macs = models.count_macs(self.model, self.info.image_shape)
@@ -162,7 +164,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   def save(step_in_epoch: int, epoch: int) -> None:
     start = ledger_lib.mark()
     rs.epoch, rs.step_in_epoch = epoch, step_in_epoch
-    checkpointing.save(run.manager, global_step, state, example_arrays(), rs)
+    run.saves.save(global_step, lambda: checkpointing.save(
+        run.manager, global_step, state, example_arrays(), rs))
     ledger.add_since('checkpoint', start)
 
   # Epochs this run trains: num_epochs, or fewer for a compressed schedule (cost_matched),
@@ -185,6 +188,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
       ledger.startup_seconds += time.time() - eeprune_jax.IMPORT_TIME
       started = True
     global_step += steps
+    run.saves.poll()  # a failed background save stops the run now, not at the next save
     ledger.train_steps += steps
     ledger.examples_trained += steps * config.train.batch_size
     bar.update(steps)
@@ -223,7 +227,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
       train_seconds = ledger.add_since('train', start)
       if outcome.preempted:
         save(outcome.steps_done, epoch)
-        run.manager.wait_until_finished()
+        run.saves.wait()
         logging.warning('Preempted at step %d: checkpoint saved, rerun to resume.',
                         global_step)
         return {'preempted': True, 'step': global_step}
@@ -250,7 +254,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   finally:
     bar.close()
     preemption.restore()
-    run.manager.wait_until_finished()
+    run.saves.wait()
     if run.writer:
       run.writer.close()
 

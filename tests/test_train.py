@@ -376,6 +376,59 @@ def test_two_hosts_hold_one_mask(full_run, tmp_path):
   assert steps == sorted(p.name for p in (full_dir / 'checkpoints').iterdir())
 
 
+# Runs main in each process and records what train_and_evaluate returned there, and
+# whether a preemption check ever called a device collective (process_allgather).
+_RESULT_WRAPPER = _HOST_WRAPPER.replace("json.dump(summary['pruning'], f)",
+                                        "json.dump({'step': summary.get('step'), "
+                                        "'preempted': summary.get('preempted', False), "
+                                        "'collective_in_check': CHECKS}, f)").replace(
+    "run = train.train_and_evaluate", """run = train.train_and_evaluate
+import traceback
+from jax.experimental import multihost_utils
+CHECKS, allgather = [], multihost_utils.process_allgather
+def watched(*args, **kwargs):
+  if any(f.name == 'should_stop' for f in traceback.extract_stack()):
+    CHECKS.append(1)
+  return allgather(*args, **kwargs)
+multihost_utils.process_allgather = watched""")
+
+
+def test_sigterm_to_one_host_stops_every_host_at_one_step_with_a_checkpoint(tmp_path):
+  """2 processes (jax.distributed on localhost): SIGTERM to process 1 only. JAX's
+  coordination service spreads the notice (no device collective); both stop after the same
+  step, which is the checkpoint they save together."""
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    port = s.getsockname()[1]
+  workdir = tmp_path / 'run'
+  flags = ['--config.train.num_epochs=40', '--config.prune.method=none', '--multihost',
+           f'--coordinator_address=localhost:{port}', '--num_processes=2']
+  procs = [subprocess.Popen(
+      [sys.executable, '-c', _RESULT_WRAPPER] + _main_command(workdir)[3:] + flags + [
+          f'--process_id={i}'], env=_env(1), stdout=subprocess.DEVNULL,
+      stderr=subprocess.PIPE, text=True) for i in range(2)]
+  first_checkpoint = workdir / 'checkpoints' / '22'  # the end of epoch 1
+  deadline = time.time() + 300
+  while not first_checkpoint.exists():
+    assert all(p.poll() is None for p in procs) and time.time() < deadline, (
+        'a process ended before the first checkpoint')
+    time.sleep(0.2)
+  procs[1].send_signal(signal.SIGTERM)
+  errs = []
+  for p in procs:
+    _, err = p.communicate(timeout=300)
+    errs.append(err)
+    assert p.returncode == 0, err[-3000:]
+  hosts = [json.loads((tmp_path / f'run.host{i}.json').read_text()) for i in range(2)]
+  assert hosts[0] == hosts[1] and hosts[0]['preempted'], hosts
+  assert not hosts[0]['collective_in_check']  # the check is host-side: no device collective
+  step = hosts[0]['step']
+  assert 22 < step < 40 * 22
+  assert checkpointing.make_manager(workdir).latest_step() == step
+  assert f'Preempted at step {step}' in errs[0] and f'Preempted at step {step}' in errs[1]
+  assert not (workdir / 'summary.json').exists() and not (workdir / 'lock.json').exists()
+
+
 def test_sigterm_saves_and_a_rerun_continues(one_device_run, tmp_path):
   """On 1 device; the resumed run is bit-identical to the uninterrupted 1-device run."""
   full_dir, full_summary = one_device_run

@@ -35,6 +35,7 @@ from eeprune_jax import rounds as rounds_lib
 from eeprune_jax import run_state as run_state_lib
 from eeprune_jax import run_summary
 from eeprune_jax import save_watch
+from eeprune_jax import seed_networks
 from eeprune_jax import steps as steps_lib
 from eeprune_jax import tracking
 from eeprune_jax import workdir as workdir_lib
@@ -67,6 +68,7 @@ class _Run:
     config_checks.validate_with_data(config, self.num_train)
     self.manager = checkpointing.make_manager(workdir, config.train.keep_checkpoints)
     self.saves = save_watch.SaveWatch(self.manager, workdir)
+    self.should_stop = lambda: False  # the run's preemption check, set once it has one
     workdir_lib.check_or_write_config(workdir, config, self.is_writer,
                                       has_checkpoint=self.manager.latest_step() is not None)
     self.exit_macs = models.count_macs(self.model, self.info.image_shape)
@@ -175,6 +177,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   max_steps = lambda epoch, steps: (None if epoch + 1 <= schedule + 1e-9
                                     else max(1, round((schedule - epoch) * steps)))
   preemption = loop.Preemption()
+  run.should_stop = lambda: preemption.should_stop(global_step)
   remaining_steps = lambda epoch: (num_epochs - epoch) * run.pipeline.steps_per_epoch(keep)
   bar = tqdm.tqdm(total=global_step + remaining_steps(rs.epoch) - rs.step_in_epoch,
                   initial=global_step, unit='step', dynamic_ncols=True,
@@ -207,8 +210,16 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     for epoch in range(rs.epoch, num_epochs):
       skip = rs.step_in_epoch
       if epoch in rounds_at and rs.rounds_done <= rounds_at.index(epoch):
-        keep = rounds_lib.prune_round(run, state, keep, rs, stats, epoch,
-                                      targets[rounds_at.index(epoch)])
+        try:
+          keep = rounds_lib.prune_round(run, state, keep, rs, stats, epoch,
+                                        targets[rounds_at.index(epoch)])
+        except seed_networks.Preempted as e:  # in EL2N's extra networks: the round reruns
+          if global_step not in run.manager.all_steps():  # (else saved at the epoch's end)
+            save(0, epoch)
+          run.saves.wait()
+          logging.warning('Preempted at step %d (%s): checkpoint saved, rerun to resume.',
+                          global_step, e)
+          return {'preempted': True, 'step': global_step}
         bar.total = global_step + remaining_steps(epoch)
       if run.method.needs.epoch_mask and not skip:
         stats.flush()
@@ -220,7 +231,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
           state, epoch=epoch, keep=train_keep, first_step=skip, num_outputs=run.num_exits + 1,
           exit_weights=steps_lib.exit_loss_weights(config.train, run.num_exits, epoch),
           example_weight=weight_table, on_dispatch=on_dispatch, on_log=on_log,
-          on_rows=stats.add, should_stop=lambda: preemption.should_stop(global_step),
+          on_rows=stats.add, should_stop=run.should_stop,
           last_pass=last_pass,
           max_steps=max_steps(epoch, run.pipeline.steps_per_epoch(train_keep)))
       state, last_pass = outcome.state, outcome.last_pass

@@ -11,6 +11,7 @@ elsewhere asks them and never spells a file name. Layout of a run's workdir:
   scores_round{r}.npz  every pruning round's (round r = 0, 1, ...)
   keep_mask.npy        the current keep mask (bool [N], canonical index order)
   last_pass/epoch{e:04d}.npz  every example's latest training pass after epoch e
+  score_networks/{k}/  Orbax checkpoints of EL2N's extra network k (prune.score_seeds)
   whatif/keep_mask_{method}.npy  masks `python -m eeprune_jax.whatif` wrote
   summary.json         config, test accuracy per exit, pruning statistics, cost ledger
   progress.json        the last finished epoch (what a comparison's status line shows)
@@ -56,6 +57,10 @@ class RunDir:
   def scores_round(self, round_index: int) -> epath.Path:
     """Round `round_index`'s per-example scores and keep mask (.npz)."""
     return self.root / f'scores_round{round_index}.npz'
+
+  def seed_network(self, k: int) -> epath.Path:
+    """The checkpoints of the extra network k that EL2N scores with (prune.score_seeds)."""
+    return self.root / 'score_networks' / str(k)
 
   def last_pass(self, epoch: int) -> epath.Path:
     """Every example's latest training pass as of the end of epoch `epoch` (1-based)."""

@@ -197,6 +197,30 @@ def test_a_damaged_latest_checkpoint_resumes_from_the_previous_one(full_run, tmp
                    damaged, summary)
 
 
+def test_el2n_extra_network_preempted_resumes_to_the_same_result(tmp_path, monkeypatch):
+  """A preemption while EL2N trains its extra network (prune.score_seeds=2) saves that
+  network mid-epoch; the rerun continues it and ends as a run that went through."""
+  config = lambda: tiny_config(**{'prune.method': 'el2n', 'prune.score_seeds': 2,
+                                  'train.num_epochs': 2, 'prune.epoch': 1})
+  through = train.train_and_evaluate(config(), str(tmp_path / 'through'))
+  steps = through['history'][0]['steps']  # epoch 0: one stop check per step on CPUs
+  calls = []
+
+  def stop_in_the_extra_network(self, step):  # pylint: disable=unused-argument
+    calls.append(step)
+    return len(calls) == steps + 7  # its 7th step
+  monkeypatch.setattr(train.Preemption, 'should_stop', stop_in_the_extra_network)
+  workdir = tmp_path / 'preempted'
+  assert train.train_and_evaluate(config(), str(workdir)) == {'preempted': True, 'step': steps}
+  assert (workdir / 'score_networks' / '1').is_dir()
+  assert checkpointing.make_manager(workdir).latest_step() == steps
+  monkeypatch.undo()
+  resumed = train.train_and_evaluate(config(), str(workdir))
+  _assert_same_run(tmp_path / 'through', through, workdir, resumed)
+  assert (resumed['ledger']['examples_trained_for_scoring'] ==
+          through['ledger']['examples_trained_for_scoring'] > 0)
+
+
 def test_last_pass_files_hold_each_examples_latest_training_pass(full_run):
   workdir, summary = full_run
   keep = np.load(workdir / 'keep_mask.npy')

@@ -43,38 +43,65 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any,
       progress=ocp.args.JsonSave(progress.to_dict())), force=True)
 
 
+class CheckpointMismatch(ValueError):
+  """A readable checkpoint of another run (another data size or model) than this one."""
+
+
+def mismatch(manager: ocp.CheckpointManager, step: int, num_examples: int
+             ) -> CheckpointMismatch:
+  """The error for a checkpoint written for a data set of another size."""
+  return CheckpointMismatch(
+      f'checkpoint {step} in {manager.directory} was written for a data set of another size '
+      f'than this one ({num_examples} training examples): this workdir belongs to other '
+      'data; use a new --workdir.')
+
+
 def restore(manager: ocp.CheckpointManager, state_template: Any,
             examples_template: dict[str, np.ndarray], step: int | None = None
             ) -> tuple[Any, dict[str, np.ndarray], run_state_lib.RunState]:
-  """Restores (state, per-example arrays, run state) at `step` (default: the latest)."""
+  """Restores (state, per-example arrays, run state) at `step` (default: the latest).
+
+  Any error reading it propagates as is: `checkpoint_recovery` tells a damaged checkpoint
+  from one of other data.
+  """
   step = manager.latest_step() if step is None else step
   num_examples = len(examples_template['keep'])
-  mismatch = ValueError(f'checkpoint {step} in {manager.directory} was written for a data set '
-                        f'of another size than this one ({num_examples} training examples): '
-                        'this workdir belongs to other data; use a new --workdir.')
-  try:
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(state_template),
-        examples=ocp.args.StandardRestore(examples_template),
-        progress=ocp.args.JsonRestore()))
-  except ValueError as e:
-    raise mismatch from e
+  restored = manager.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(state_template),
+      examples=ocp.args.StandardRestore(examples_template),
+      progress=ocp.args.JsonRestore()))
   if np.shape(restored.examples['keep']) != (num_examples,):
-    raise mismatch
+    raise mismatch(manager, step, num_examples)
   examples = {k: np.asarray(v) for k, v in restored.examples.items()}
   return restored.state, examples, run_state_lib.RunState.from_dict(restored.progress)
 
 
 def restore_untyped(workdir: epath.PathLike, step: int | None = None) -> dict[str, Any]:
-  """Restores a checkpoint as plain arrays and its RunState, without a model (inspection)."""
+  """Restores a checkpoint as plain arrays and its RunState, without a model (inspection).
+
+  Tries `step` (default: the latest), then older steps while they fail to read; those are
+  listed under `unreadable` (step, file, reason), and nothing is moved.
+  """
+  from eeprune_jax import checkpoint_recovery  # pylint: disable=g-import-not-at-top
   manager = make_manager(workdir, read_only=True)
-  step = manager.latest_step() if step is None else step
-  if step is None:
+  steps = sorted((s for s in manager.all_steps() if step is None or s <= step), reverse=True)
+  if step is not None and step not in steps:
+    raise FileNotFoundError(f'no checkpoint {step} in {checkpoint_dir(workdir)} '
+                            f'(steps: {sorted(manager.all_steps())}).')
+  if not steps:
     raise FileNotFoundError(f'no checkpoint in {checkpoint_dir(workdir)}.')
-  restored = manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(), examples=ocp.args.StandardRestore(),
-      progress=ocp.args.JsonRestore()))
-  return {'step': step, 'state': restored.state,
-          'keep': np.asarray(restored.examples['keep'], bool),
-          'progress': run_state_lib.RunState.from_dict(restored.progress),
-          'all_steps': list(manager.all_steps())}
+  unreadable = []
+  for s in steps:
+    try:
+      restored = manager.restore(s, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(), examples=ocp.args.StandardRestore(),
+          progress=ocp.args.JsonRestore()))
+    except Exception as e:  # pylint: disable=broad-except  # reported, not raised
+      unreadable.append(checkpoint_recovery.diagnose(manager, s, e, None, None))
+      continue
+    return {'step': s, 'state': restored.state,
+            'keep': np.asarray(restored.examples['keep'], bool),
+            'progress': run_state_lib.RunState.from_dict(restored.progress),
+            'all_steps': list(manager.all_steps()), 'unreadable': unreadable}
+  raise FileNotFoundError(f'no readable checkpoint in {checkpoint_dir(workdir)}: ' +
+                          '; '.join(str(d) for d in unreadable))

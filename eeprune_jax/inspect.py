@@ -1,11 +1,12 @@
 """Inspects a run's checkpoints: `python -m eeprune_jax.inspect --workdir=DIR [--step=N]`.
 
-Prints the available steps, the parameter tree (shapes and counts per module, exit heads
+Prints the available steps (and those that cannot be read, with the file and the reason), the parameter tree (shapes and counts per module, exit heads
 marked), keep-mask statistics overall and per class, pruning rounds and the cost ledger.
 Needs no model code and no data: everything comes from the Orbax checkpoint and the
 workdir's files. `--json` prints one JSON object instead.
 """
 
+import dataclasses
 import json
 from typing import Any
 
@@ -62,6 +63,7 @@ def inspect_workdir(workdir: str, step: int | None = None, depth: int = 2) -> di
   rs = ckpt['progress']
   return {
       'workdir': str(workdir), 'steps': ckpt['all_steps'], 'step': ckpt['step'],
+      'unreadable': [dataclasses.asdict(d) for d in ckpt['unreadable']],
       'epoch': rs.epoch, 'step_in_epoch': rs.step_in_epoch,
       'total_params': sum(r['params'] for r in table), 'exit_head_params': heads,
       'param_tree': table, 'mask': mask, 'class_names': class_names,
@@ -76,6 +78,8 @@ def _print_text(info: dict[str, Any]) -> None:
   print(f"workdir: {info['workdir']}")
   print(f"checkpoint steps: {info['steps']}  (showing {info['step']}, epoch {info['epoch']}"
         f"{', mid-epoch step ' + str(info['step_in_epoch']) if info['step_in_epoch'] else ''})")
+  for d in info['unreadable']:
+    print(f"  UNREADABLE checkpoint {d['step']}: {d['file']}: {d['reason']}")
   print(f"\nparameters: {info['total_params']:,}")
   for row in info['param_tree']:
     print(f"  {row['module']:<40} {row['params']:>12,}  {' '.join(row['shapes'][:4])}")

@@ -4,7 +4,8 @@ MACs are multiply-accumulates per example from `models.count_macs`. A training e
 costs 3x its forward MACs (forward, plus a backward pass of about twice the forward: the
 usual convention of Kaplan et al. 2020); a scored example costs one forward pass.
 Where NVIDIA's management library answers (`energy.py`), each phase's GPU energy is
-recorded too (`joules`; the report adds kWh); elsewhere the energy fields are absent.
+recorded too (`joules`; the report adds kWh); elsewhere the energy fields are absent, and
+where other processes computed on the run's GPUs `energy_unattributed` says so instead.
 """
 
 import dataclasses
@@ -40,6 +41,8 @@ class Ledger:
       default_factory=lambda: {'train': 0.0, 'score': 0.0, 'eval': 0.0, 'checkpoint': 0.0})
   # GPU energy per phase in joules (NVML); empty where no GPU reports it.
   joules: dict[str, float] = dataclasses.field(default_factory=dict)
+  # Why the run's GPU energy is left out: other processes shared its GPUs ('' if not).
+  energy_unattributed: str = ''
 
   def add_time(self, phase: str, seconds: float) -> None:
     """Adds wall time to a phase."""
@@ -50,8 +53,11 @@ class Ledger:
     seconds = time.time() - start[0]
     self.add_time(phase, seconds)
     now = energy.read_joules() if start[1] is not None else None
-    if now is not None:
+    if now is not None and not self.energy_unattributed:
       self.joules[phase] = self.joules.get(phase, 0.0) + now - start[1]
+    elif energy.unattributed():  # a part of the run's energy is not its own: none of it
+      self.energy_unattributed = energy.unattributed()
+      self.joules.clear()
     return seconds
 
   def to_dict(self) -> dict[str, Any]:
@@ -59,6 +65,8 @@ class Ledger:
     d = dataclasses.asdict(self)
     if not d['joules']:
       del d['joules']
+    if not d['energy_unattributed']:
+      del d['energy_unattributed']
     return d
 
   @classmethod

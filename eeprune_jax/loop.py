@@ -33,32 +33,48 @@ _REPL, _ROWS = P(), P(None, parallel.BATCH_AXIS)
 
 
 class Preemption:
-  """Turns SIGTERM (TPU maintenance, spot reclaim) into a flag the loop checks per dispatch."""
+  """Turns a preemption notice (SIGTERM: TPU maintenance, spot reclaim) into a stop that every
+  process takes at the same step, checked after every dispatch without a device collective.
+
+  One process: a SIGTERM handler sets a flag. Several (jax.distributed): JAX's coordination
+  service catches SIGTERM itself (jax.distributed.initialize installs its notifier, as Orbax's
+  `reached_preemption` relies on) and agrees on a sync point, one call past the furthest
+  process, over RPC; every process calls it after every dispatch and all of them see True at
+  the same call, so at the same train step. Once True, it stays True.
+  """
 
   def __init__(self):
     self.requested = False
-    self._last_agreement = 0
-    self._previous = signal.signal(signal.SIGTERM, self._handle)
+    self._calls, self._stopping = 0, False
+    self._multiprocess = jax.process_count() > 1
+    self._previous = None
+    if not self._multiprocess:  # JAX's notifier owns SIGTERM in a multi-process run
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
 
   def _handle(self, signum, frame):  # pylint: disable=unused-argument
     logging.warning('SIGTERM received: saving a checkpoint and exiting.')
     self.requested = True
 
-  def should_stop(self, step: int) -> bool:
-    """Whether every process agrees to stop now (collective on multi-host runs)."""
-    if jax.process_count() == 1:
-      return self.requested
-    # A cross-host agreement at most every 10 steps keeps the hot loop free; every
-    # process sees the same steps, so all of them join the same collectives.
-    if step - self._last_agreement < 10:
-      return False
-    self._last_agreement = step
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-    return bool(np.any(multihost_utils.process_allgather(np.int32(self.requested))))
+  def should_stop(self, step: int) -> bool:  # pylint: disable=unused-argument
+    """Whether to stop now: the same answer at the same call on every process."""
+    if self._stopping:
+      return True
+    if self._multiprocess:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      # The call count, not the step: the sync protocol needs one id per call, the same
+      # on every process, and the steps of one dispatch are many on accelerators.
+      self._calls += 1
+      self._stopping = multihost_utils.reached_preemption_sync_point(self._calls)
+      if self._stopping:
+        logging.warning('Preemption notice: every process stops after train step %d.', step)
+    else:
+      self._stopping = self.requested
+    return self._stopping
 
   def restore(self) -> None:
     """Puts the previous SIGTERM handler back."""
-    signal.signal(signal.SIGTERM, self._previous)
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
 
 
 def steps_per_dispatch(train_config: ml_collections.ConfigDict) -> int:
@@ -247,8 +263,9 @@ class Programs:
     `on_dispatch(steps)` after each dispatch (ledger, progress bar), `on_rows(rows)` with
     each dispatch's per-example rows when tracking, `on_log(step_in_epoch, sums)` with
     host metric sums at every `log_every_steps` boundary (read one dispatch late, so the
-    device is never idle waiting for the host), and `should_stop()` after each
-    dispatch; True stops the epoch early (preemption) with `preempted=True`.
+    device is never idle waiting for the host), and `should_stop()` after every
+    dispatch, the last too; True stops the epoch early (preemption) with `preempted=True`
+    (at its last dispatch, the epoch ends as usual and the caller's next one stops).
     `last_pass` (from `new_last_pass`) is updated on device and returned in the outcome.
     `max_steps` ends the epoch after that many of its steps (a fractional last epoch).
     """
@@ -280,7 +297,8 @@ class Programs:
       on_dispatch(n)
       if crossed and done < steps:
         unread = (done, sums)
-      if done < steps and should_stop():
+      # Asked after every dispatch, the last one too: a multi-process agreement counts calls.
+      if should_stop() and done < steps:
         host = jax.device_get(sums)
         on_log(done, host)
         return EpochOutcome(state, host, done, True, last_pass)

@@ -11,6 +11,7 @@ from eeprune_jax import masks
 from eeprune_jax import methods
 from eeprune_jax import run_state as run_state_lib
 from eeprune_jax import run_summary
+from eeprune_jax import seed_networks
 from eeprune_jax import steps as steps_lib
 from eeprune_jax import tracking
 from eeprune_jax import workdir as workdir_lib
@@ -29,17 +30,17 @@ def prune_epochs(config: ml_collections.ConfigDict) -> list[int]:
 
 def _seed_states(run: Any, state: steps_lib.TrainState, state_of_run: run_state_lib.RunState,
                  epoch: int) -> list[steps_lib.TrainState]:
-  """The run's state plus `score_seeds - 1` networks trained from other seeds to `epoch`."""
+  """The run's state plus `score_seeds - 1` networks trained from other seeds to `epoch`
+  (checkpointed and preemptible: `seed_networks`)."""
   states, config = [state], run.config
+
+  def charge(epochs: int) -> None:
+    state_of_run.ledger.examples_trained_for_scoring += (
+        epochs * run.pipeline.steps_per_epoch(None) * config.train.batch_size)
+
   for k in range(1, config.prune.score_seeds):
-    extra = run.init_state(config.seed + k)
-    for e in range(epoch):
-      extra = run.programs.run_epoch(
-          extra, epoch=e, keep=None, num_outputs=run.num_exits + 1,
-          exit_weights=steps_lib.exit_loss_weights(config.train, run.num_exits, e)).state
-      state_of_run.ledger.examples_trained_for_scoring += (
-          run.pipeline.steps_per_epoch(None) * config.train.batch_size)
-    states.append(extra)
+    states.append(seed_networks.train_to(run, k, epoch, charge=charge,
+                                         should_stop=run.should_stop))
   return states
 
 

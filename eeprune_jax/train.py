@@ -20,6 +20,7 @@ import numpy as np
 import tqdm
 
 import eeprune_jax
+from eeprune_jax import checkpoint_recovery
 from eeprune_jax import checkpointing
 from eeprune_jax import compilation_cache
 from eeprune_jax import config_checks
@@ -33,9 +34,12 @@ from eeprune_jax import parallel
 from eeprune_jax import rounds as rounds_lib
 from eeprune_jax import run_state as run_state_lib
 from eeprune_jax import run_summary
+from eeprune_jax import save_watch
+from eeprune_jax import seed_networks
 from eeprune_jax import steps as steps_lib
 from eeprune_jax import tracking
 from eeprune_jax import workdir as workdir_lib
+from eeprune_jax import workdir_lock
 
 # Kept importable from here: tests and benchmarks build steps through `train`.
 create_train_state = steps_lib.create_train_state
@@ -64,6 +68,8 @@ class _Run:
     self.num_exits = len(models.exit_blocks(config.model))
     config_checks.validate_with_data(config, self.num_train)
     self.manager = checkpointing.make_manager(workdir, config.train.keep_checkpoints)
+    self.saves = save_watch.SaveWatch(self.manager, workdir)
+    self.should_stop = lambda: False  # the run's preemption check, set once it has one
     workdir_lib.check_or_write_config(workdir, config, self.is_writer,
                                       has_checkpoint=self.manager.latest_step() is not None)
     self.exit_macs = models.count_macs(self.model, self.info.image_shape)
@@ -109,9 +115,16 @@ class _Run:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains, prunes, evaluates and checkpoints in `workdir`; resumes a run found there.
 
-  Returns the summary that is also written to `workdir/summary.json`.
+  Returns the summary that is also written to `workdir/summary.json`. Refuses a workdir
+  another live run holds (`workdir_lock.WorkdirBusy`).
   """
   config_checks.validate(config)
+  with workdir_lock.held(workdir):
+    return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """`train_and_evaluate` once the workdir is locked."""
   compilation_cache.enable(config.train.compilation_cache_dir)
   run = _Run(config, workdir)
   n = run.num_train
@@ -129,9 +142,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             **stats.to_arrays(),
             **{f'last_pass_{k}': v for k, v in jax.device_get(last_pass).items()}}
 
-  if run.manager.latest_step() is not None:
-    logging.info('Resuming from %s, step %d.', workdir, run.manager.latest_step())
-    state, arrays, rs = checkpointing.restore(run.manager, state, example_arrays())
+  restored = checkpoint_recovery.restore_newest_readable(run.manager, state, example_arrays(),
+                                                        is_writer=run.is_writer)
+  if restored is not None:
+    state, arrays, rs = restored
     keep, epoch_keep, epoch_weight = arrays['keep'], arrays['epoch_keep'], arrays['epoch_weight']
     stats.load_arrays(arrays)
     if last_pass:
@@ -153,7 +167,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   def save(step_in_epoch: int, epoch: int) -> None:
     start = ledger_lib.mark()
     rs.epoch, rs.step_in_epoch = epoch, step_in_epoch
-    checkpointing.save(run.manager, global_step, state, example_arrays(), rs)
+    run.saves.save(global_step, lambda: checkpointing.save(
+        run.manager, global_step, state, example_arrays(), rs))
     ledger.add_since('checkpoint', start)
 
   # Epochs this run trains: num_epochs, or fewer for a compressed schedule (cost_matched),
@@ -163,6 +178,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   max_steps = lambda epoch, steps: (None if epoch + 1 <= schedule + 1e-9
                                     else max(1, round((schedule - epoch) * steps)))
   preemption = loop.Preemption()
+  run.should_stop = lambda: preemption.should_stop(global_step)
   remaining_steps = lambda epoch: (num_epochs - epoch) * run.pipeline.steps_per_epoch(keep)
   bar = tqdm.tqdm(total=global_step + remaining_steps(rs.epoch) - rs.step_in_epoch,
                   initial=global_step, unit='step', dynamic_ncols=True,
@@ -176,6 +192,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       ledger.startup_seconds += time.time() - eeprune_jax.IMPORT_TIME
       started = True
     global_step += steps
+    run.saves.poll()  # a failed background save stops the run now, not at the next save
     ledger.train_steps += steps
     ledger.examples_trained += steps * config.train.batch_size
     bar.update(steps)
@@ -194,8 +211,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     for epoch in range(rs.epoch, num_epochs):
       skip = rs.step_in_epoch
       if epoch in rounds_at and rs.rounds_done <= rounds_at.index(epoch):
-        keep = rounds_lib.prune_round(run, state, keep, rs, stats, epoch,
-                                      targets[rounds_at.index(epoch)])
+        try:
+          keep = rounds_lib.prune_round(run, state, keep, rs, stats, epoch,
+                                        targets[rounds_at.index(epoch)])
+        except seed_networks.Preempted as e:  # in EL2N's extra networks: the round reruns
+          if global_step not in run.manager.all_steps():  # (else saved at the epoch's end)
+            save(0, epoch)
+          run.saves.wait()
+          logging.warning('Preempted at step %d (%s): checkpoint saved, rerun to resume.',
+                          global_step, e)
+          return {'preempted': True, 'step': global_step}
         bar.total = global_step + remaining_steps(epoch)
       if run.method.needs.epoch_mask and not skip:
         stats.flush()
@@ -207,14 +232,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           state, epoch=epoch, keep=train_keep, first_step=skip, num_outputs=run.num_exits + 1,
           exit_weights=steps_lib.exit_loss_weights(config.train, run.num_exits, epoch),
           example_weight=weight_table, on_dispatch=on_dispatch, on_log=on_log,
-          on_rows=stats.add, should_stop=lambda: preemption.should_stop(global_step),
+          on_rows=stats.add, should_stop=run.should_stop,
           last_pass=last_pass,
           max_steps=max_steps(epoch, run.pipeline.steps_per_epoch(train_keep)))
       state, last_pass = outcome.state, outcome.last_pass
       train_seconds = ledger.add_since('train', start)
       if outcome.preempted:
         save(outcome.steps_done, epoch)
-        run.manager.wait_until_finished()
+        run.saves.wait()
         logging.warning('Preempted at step %d: checkpoint saved, rerun to resume.',
                         global_step)
         return {'preempted': True, 'step': global_step}
@@ -241,7 +266,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   finally:
     bar.close()
     preemption.restore()
-    run.manager.wait_until_finished()
+    run.saves.wait()
     if run.writer:
       run.writer.close()
 

@@ -3,11 +3,15 @@
 `RunDir` names every file of a run's workdir, `CompareDir` those of a comparison; code
 elsewhere asks them and never spells a file name. Layout of a run's workdir:
   config.json          the run's config (a resumed run must match it)
+  lock.json            the running run's pid, host and start time (one writer per workdir)
   checkpoints/         Orbax CheckpointManager: train state, keep mask, progress + ledger
+  damaged_checkpoints/{step}/  checkpoints that could not be read, set aside on resume
+                       (with DAMAGED.txt: the file and the reason)
   scores.npz           the latest pruning round's per-example scores and the keep mask
   scores_round{r}.npz  every pruning round's (round r = 0, 1, ...)
   keep_mask.npy        the current keep mask (bool [N], canonical index order)
   last_pass/epoch{e:04d}.npz  every example's latest training pass after epoch e
+  score_networks/{k}/  Orbax checkpoints of EL2N's extra network k (prune.score_seeds)
   whatif/keep_mask_{method}.npy  masks `python -m eeprune_jax.whatif` wrote
   summary.json         config, test accuracy per exit, pruning statistics, cost ledger
   progress.json        the last finished epoch (what a comparison's status line shows)
@@ -37,7 +41,9 @@ class RunDir:
   def __init__(self, root: epath.PathLike):
     self.root = epath.Path(root)
     self.config = self.root / 'config.json'  # the run's config
+    self.lock = self.root / 'lock.json'  # who is running in it (workdir_lock)
     self.checkpoints = self.root / 'checkpoints'  # Orbax CheckpointManager
+    self.damaged_checkpoints = self.root / 'damaged_checkpoints'  # unreadable, set aside
     self.scores = self.root / 'scores.npz'  # the latest round's scores and keep mask
     self.keep_mask = self.root / 'keep_mask.npy'  # the current keep mask
     self.summary = self.root / 'summary.json'  # the finished run's summary
@@ -55,6 +61,10 @@ class RunDir:
   def scores_round(self, round_index: int) -> epath.Path:
     """Round `round_index`'s per-example scores and keep mask (.npz)."""
     return self.root / f'scores_round{round_index}.npz'
+
+  def seed_network(self, k: int) -> epath.Path:
+    """The checkpoints of the extra network k that EL2N scores with (prune.score_seeds)."""
+    return self.root / 'score_networks' / str(k)
 
   def last_pass(self, epoch: int) -> epath.Path:
     """Every example's latest training pass as of the end of epoch `epoch` (1-based)."""

@@ -174,6 +174,53 @@ def test_preempted_run_resumes_to_the_same_result(full_run, tmp_path, monkeypatc
     np.testing.assert_array_equal(np.load(tmp_path / last)[k], v)
 
 
+def test_a_damaged_latest_checkpoint_resumes_from_the_previous_one(full_run, tmp_path, caplog):
+  """Its largest file truncated to 0 bytes: the run resumes from the step before, set aside
+  the damaged one, and ends as a run resumed from that step does."""
+  full_dir, _ = full_run
+  damaged, previous = tmp_path / 'damaged', tmp_path / 'previous'
+  shutil.copytree(full_dir, damaged)
+  shutil.copytree(full_dir, previous)
+  latest, before = sorted(int(p.name) for p in (full_dir / 'checkpoints').iterdir())[-2:][::-1]
+  shutil.rmtree(previous / 'checkpoints' / str(latest))
+  files = [os.path.join(r, f) for r, _, fs in os.walk(damaged / 'checkpoints' / str(latest))
+           for f in fs]
+  open(max(files, key=os.path.getsize), 'w').close()  # pylint: disable=consider-using-with
+  info = inspect_lib.inspect_workdir(str(damaged))
+  assert info['step'] == before and [d['step'] for d in info['unreadable']] == [latest]
+  summary = train.train_and_evaluate(tiny_config(), str(damaged))
+  assert f'Resuming from checkpoint {before}, the newest readable one' in caplog.text
+  assert 'another size' not in caplog.text
+  assert (damaged / 'damaged_checkpoints' / str(latest) / 'DAMAGED.txt').exists()
+  assert not (damaged / 'lock.json').exists()  # released at the end
+  _assert_same_run(previous, train.train_and_evaluate(tiny_config(), str(previous)),
+                   damaged, summary)
+
+
+def test_el2n_extra_network_preempted_resumes_to_the_same_result(tmp_path, monkeypatch):
+  """A preemption while EL2N trains its extra network (prune.score_seeds=2) saves that
+  network mid-epoch; the rerun continues it and ends as a run that went through."""
+  config = lambda: tiny_config(**{'prune.method': 'el2n', 'prune.score_seeds': 2,
+                                  'train.num_epochs': 2, 'prune.epoch': 1})
+  through = train.train_and_evaluate(config(), str(tmp_path / 'through'))
+  steps = through['history'][0]['steps']  # epoch 0: one stop check per step on CPUs
+  calls = []
+
+  def stop_in_the_extra_network(self, step):  # pylint: disable=unused-argument
+    calls.append(step)
+    return len(calls) == steps + 7  # its 7th step
+  monkeypatch.setattr(train.Preemption, 'should_stop', stop_in_the_extra_network)
+  workdir = tmp_path / 'preempted'
+  assert train.train_and_evaluate(config(), str(workdir)) == {'preempted': True, 'step': steps}
+  assert (workdir / 'score_networks' / '1').is_dir()
+  assert checkpointing.make_manager(workdir).latest_step() == steps
+  monkeypatch.undo()
+  resumed = train.train_and_evaluate(config(), str(workdir))
+  _assert_same_run(tmp_path / 'through', through, workdir, resumed)
+  assert (resumed['ledger']['examples_trained_for_scoring'] ==
+          through['ledger']['examples_trained_for_scoring'] > 0)
+
+
 def test_last_pass_files_hold_each_examples_latest_training_pass(full_run):
   workdir, summary = full_run
   keep = np.load(workdir / 'keep_mask.npy')
@@ -351,6 +398,59 @@ def test_two_hosts_hold_one_mask(full_run, tmp_path):
   # Checkpoints written once: one directory per saved step, no leftovers from a second writer.
   steps = sorted(p.name for p in (workdir / 'checkpoints').iterdir())
   assert steps == sorted(p.name for p in (full_dir / 'checkpoints').iterdir())
+
+
+# Runs main in each process and records what train_and_evaluate returned there, and
+# whether a preemption check ever called a device collective (process_allgather).
+_RESULT_WRAPPER = _HOST_WRAPPER.replace("json.dump(summary['pruning'], f)",
+                                        "json.dump({'step': summary.get('step'), "
+                                        "'preempted': summary.get('preempted', False), "
+                                        "'collective_in_check': CHECKS}, f)").replace(
+    "run = train.train_and_evaluate", """run = train.train_and_evaluate
+import traceback
+from jax.experimental import multihost_utils
+CHECKS, allgather = [], multihost_utils.process_allgather
+def watched(*args, **kwargs):
+  if any(f.name == 'should_stop' for f in traceback.extract_stack()):
+    CHECKS.append(1)
+  return allgather(*args, **kwargs)
+multihost_utils.process_allgather = watched""")
+
+
+def test_sigterm_to_one_host_stops_every_host_at_one_step_with_a_checkpoint(tmp_path):
+  """2 processes (jax.distributed on localhost): SIGTERM to process 1 only. JAX's
+  coordination service spreads the notice (no device collective); both stop after the same
+  step, which is the checkpoint they save together."""
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    port = s.getsockname()[1]
+  workdir = tmp_path / 'run'
+  flags = ['--config.train.num_epochs=40', '--config.prune.method=none', '--multihost',
+           f'--coordinator_address=localhost:{port}', '--num_processes=2']
+  procs = [subprocess.Popen(
+      [sys.executable, '-c', _RESULT_WRAPPER] + _main_command(workdir)[3:] + flags + [
+          f'--process_id={i}'], env=_env(1), stdout=subprocess.DEVNULL,
+      stderr=subprocess.PIPE, text=True) for i in range(2)]
+  first_checkpoint = workdir / 'checkpoints' / '22'  # the end of epoch 1
+  deadline = time.time() + 300
+  while not first_checkpoint.exists():
+    assert all(p.poll() is None for p in procs) and time.time() < deadline, (
+        'a process ended before the first checkpoint')
+    time.sleep(0.2)
+  procs[1].send_signal(signal.SIGTERM)
+  errs = []
+  for p in procs:
+    _, err = p.communicate(timeout=300)
+    errs.append(err)
+    assert p.returncode == 0, err[-3000:]
+  hosts = [json.loads((tmp_path / f'run.host{i}.json').read_text()) for i in range(2)]
+  assert hosts[0] == hosts[1] and hosts[0]['preempted'], hosts
+  assert not hosts[0]['collective_in_check']  # the check is host-side: no device collective
+  step = hosts[0]['step']
+  assert 22 < step < 40 * 22
+  assert checkpointing.make_manager(workdir).latest_step() == step
+  assert f'Preempted at step {step}' in errs[0] and f'Preempted at step {step}' in errs[1]
+  assert not (workdir / 'summary.json').exists() and not (workdir / 'lock.json').exists()
 
 
 def test_sigterm_saves_and_a_rerun_continues(one_device_run, tmp_path):

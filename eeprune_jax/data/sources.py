@@ -647,6 +647,40 @@ def load_arrays(data_config: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
   raise ValueError(f"unknown config.data.source {source!r}: 'tfds', 'digits' or 'npz'.")
 
 
+def load_images(data_config: Any, split: str, indices: Sequence[int]) -> np.ndarray:
+  """Images uint8 [len(indices),S,S,C] of the given canonical indices of a split, reading
+  (for TFDS: one record each; for JPEG npz files: decoding) only those."""
+  indices = [int(i) for i in indices]
+  split = resolve_split(data_config, split)
+  source, size = data_config.source, data_config.image_size
+  if not indices:
+    return np.zeros((0, size, size, dataset_info(data_config).image_shape[-1]), np.uint8)
+  if source == 'digits':
+    return _digits_arrays(split, size)[0][indices].copy()
+  if source == 'npz':
+    path = data_config.npz_path
+    name, start, _ = _npz_slice(path, split)
+    layout, key = _npz_layout(path, name)
+    with np.load(path, allow_pickle=False) as f:
+      if layout == 'raw':
+        images = f[key][[start + i for i in indices]]
+        images = images[..., None] if images.ndim == 3 else images
+      else:
+        data, offsets = f[f'{name}_jpeg'], f[f'{name}_offsets']
+        images = np.stack([_decode_jpeg(data[offsets[start + i]:offsets[start + i + 1]])
+                           for i in indices])
+    return _resize_uint8(images, size)
+  if source == 'tfds':
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    decode = tfds_decode_fn(data_config)
+    out = []
+    for i in indices:  # a one-record slice: TFDS reads from the shard that holds it
+      for image, _ in tfds_encoded_dataset(data_config, split, i, i + 1):
+        out.append(tf_resize_uint8(decode(image), size).numpy())
+    return np.stack(out)
+  raise ValueError(f"unknown config.data.source {source!r}: 'tfds', 'digits' or 'npz'.")
+
+
 def load_labels(data_config: Any, split: str) -> np.ndarray:
   """Labels int32 [N] of a split in canonical order, without decoding images."""
   split = resolve_split(data_config, split)

@@ -264,10 +264,10 @@ def write_report(compare_dir: epath.PathLike, run_summaries: Sequence[RunResult]
 
   def grid(p: epath.Path) -> str:
     scores = scores_of(chosen)
-    images = plots_lib.train_images(plots_lib.data_config(chosen.summary))
+    config = plots_lib.data_config(chosen.summary)
     names = plots_lib.run_class_names(chosen.summary)
     plots_lib.plot_pruned_kept_grid(
-        p, images, scores, names, f'{chosen.name}: pruned (red) and kept (blue) training images')
+        p, lambda indices: plots_lib.train_images_at(config, indices), scores, names, f'{chosen.name}: pruned (red) and kept (blue) training images')
     shown = min(len(np.unique(scores['label'])), plots_lib.MAX_GRID_CLASSES)
     return (f'From `{chosen.name}`: a random sample of {plots_lib.GRID_IMAGES} pruned and '
             f'{plots_lib.GRID_IMAGES} kept training images for {shown} class(es); the counts '

@@ -7,8 +7,7 @@
 """
 
 import io
-import json
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from etils import epath
 import matplotlib
@@ -146,25 +145,36 @@ def plot_exit_confidence(path: epath.PathLike, scores: dict[str, np.ndarray],
   _save(fig, path, 120)
 
 
-def plot_pruned_kept_grid(path: epath.PathLike, images: np.ndarray,
+def plot_pruned_kept_grid(path: epath.PathLike, load_images: Callable[[list[int]], np.ndarray],
                           scores: dict[str, np.ndarray], class_names: Sequence[str], title: str,
                           seed: int = 0) -> None:
-  """Per class a row of pruned and a row of kept training images (a random sample of each)."""
+  """Per class a row of pruned and a row of kept training images (a random sample of each).
+
+  `load_images(indices)`: the training images of those canonical indices, uint8 [K,H,W,C];
+  called once, with the images drawn only.
+  """
   rng = np.random.default_rng(seed)
   index, labels = scores['index'], scores['label']
   keep = scores['keep'].astype(bool)
   classes = np.unique(labels)[:MAX_GRID_CLASSES]
+  picks = {}  # (class, group) -> rows of `scores` drawn
+  for c in classes:
+    for group, mask in (('pruned', ~keep), ('kept', keep)):
+      members = np.flatnonzero((labels == c) & mask)
+      picks[c, group] = (members, rng.permutation(members)[:GRID_IMAGES])
+  drawn = sorted({int(index[r]) for _, pick in picks.values() for r in pick})
+  loaded = load_images(drawn)
+  images = dict(zip(drawn, loaded))
   rows, cols = 2 * len(classes), GRID_IMAGES
   width, height = cols * 0.9 + 1.2, rows * 0.9 + 0.5
   fig, axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False)
   fig.subplots_adjust(left=1.1 / width, right=0.99, bottom=0.05 / height,
                       top=1 - 0.45 / height, wspace=0.08, hspace=0.08)
-  grey = images.shape[-1] == 1
+  grey = len(loaded) > 0 and loaded.shape[-1] == 1
   for ci, c in enumerate(classes):
     name = class_names[c] if c < len(class_names) else str(c)
-    for ri, (group, label) in enumerate(((~keep, 'pruned'), (keep, 'kept'))):
-      members = np.flatnonzero((labels == c) & group)
-      pick = rng.permutation(members)[:cols]
+    for ri, label in enumerate(('pruned', 'kept')):
+      members, pick = picks[c, label]
       row = axes[2 * ci + ri]
       for j, ax in enumerate(row):
         ax.patch.set_visible(False)  # lets the 'no ... examples' note run across
@@ -173,7 +183,7 @@ def plot_pruned_kept_grid(path: epath.PathLike, images: np.ndarray,
         for spine in ax.spines.values():
           spine.set_visible(False)
         if j < len(pick):
-          img = images[index[pick[j]]]
+          img = images[int(index[pick[j]])]
           ax.imshow(img[..., 0] if grey else img, cmap='gray' if grey else None,
                     interpolation='nearest', vmin=0, vmax=255)
           for spine in ax.spines.values():
@@ -193,21 +203,14 @@ def plot_pruned_kept_grid(path: epath.PathLike, images: np.ndarray,
 # ---------------------------------------------------------------------------------------
 # data for the plots
 
-_ARRAYS_CACHE: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-
-
 def data_config(summary: dict[str, Any]) -> ml_collections.ConfigDict:
   """The data section of a run's config."""
   return ml_collections.ConfigDict(summary['config']['data'])
 
 
-def train_images(config: ml_collections.ConfigDict) -> np.ndarray:
-  """Training images of data config `config` in canonical index order (cached)."""
-  key = json.dumps(config.to_dict(), sort_keys=True)
-  if key not in _ARRAYS_CACHE:
-    _ARRAYS_CACHE.clear()  # one data set at a time
-    _ARRAYS_CACHE[key] = sources.load_arrays(config, 'train')
-  return _ARRAYS_CACHE[key][0]
+def train_images_at(config: ml_collections.ConfigDict, indices: list[int]) -> np.ndarray:
+  """The training images of canonical `indices` of data config `config` (those only)."""
+  return sources.load_images(config, 'train', indices)
 
 
 def run_class_names(summary: dict[str, Any]) -> tuple[str, ...]:

@@ -100,6 +100,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check(errors, bool(d.npz_path) and os.path.exists(d.npz_path),
            f'config.data.npz_path={d.npz_path!r} is not a file: point it at an .npz with '
            'images and labels.')
+  _check(errors, isinstance(d.get('download', True), bool),
+         f'config.data.download={d.get("download")!r} must be True or False.')
   _check(errors, d.image_size >= 8, f'config.data.image_size={d.image_size} must be >= 8.')
 
   num_exits = _check_model(errors, m)

@@ -26,6 +26,7 @@ setuptools.setup(
         "tensorflow-cpu; platform_machine=='x86_64'",
         "tensorflow; platform_machine!='x86_64'",
         "tensorflow-datasets",
+        "importlib_resources",  # tfds download_and_prepare imports it, tfds does not require it
     ],
     extras_require={
         "plots": ["matplotlib"],

@@ -31,6 +31,7 @@ setuptools.setup(
         "grain>=0.2.18",
         "array-record",
         "simplejpeg",
+        "importlib_resources",  # tfds download_and_prepare imports it, tfds does not require it
     ],
     extras_require={
         "plots": ["matplotlib"],

@@ -50,6 +50,9 @@ def get_config() -> ml_collections.ConfigDict:
   # cost_matched (full data, fewer epochs) matches the measured cost of this method's runs;
   # '' = the first method listed that prunes in rounds.
   compare.cost_reference = ''
+  # The training-less frontier: full data on these shares of the schedule, every seed;
+  # report.md reads every method against it at the method's own cost. '' = none.
+  compare.frontier = '0.4,0.6,0.8,1.0'
   compare.plot_fraction = -1.0  # < 0: the largest fraction with a finished run.
   # Runs at once, each its own process (1: one after another, in this process); each
   # gets memory_fraction of the accelerator's memory (0: 0.9 / parallel).

@@ -14,6 +14,11 @@ sequential and in-process; with N > 1, N runs go at once, each its own process w
 `summary.json` exists is not repeated; an unfinished one resumes from its workdir; a run
 that raises is reported as failed and the comparison goes on. `DIR/report.md` and its
 plots are rewritten after every run, so a partial comparison is readable.
+
+With `compare.frontier` (e.g. `0.4,0.6,0.8,1.0`) every seed also trains on full data for
+each of those shares of the schedule (`cost_matched`'s compressed schedule, runs
+`frontier_c{cost}_s{seed}`): the training-less frontier. report.md opens with every method
+read against it at the method's own measured cost (see `report/frontier.py`).
 """
 
 import dataclasses
@@ -34,6 +39,7 @@ from eeprune_jax import report
 from eeprune_jax import run_pool
 from eeprune_jax import train
 from eeprune_jax import workdir as workdir_lib
+from eeprune_jax.report import frontier as frontier_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,15 +70,28 @@ def method_of(name: str) -> methods.Method:
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
-  """One run of the comparison."""
+  """One run of the comparison; with `cost`, a point of the training-less frontier."""
   method: str
   fraction: float
   seed: int
+  cost: float | None = None  # frontier runs: the share of the full-data schedule
 
   @property
   def name(self) -> str:
-    """The run's directory name, e.g. `eeprune_mid_f0.5_s0`."""
+    """The run's directory name, e.g. `eeprune_mid_f0.5_s0` or `frontier_c0.6_s0`."""
+    if self.cost is not None:
+      return f'frontier_c{self.cost:g}_s{self.seed}'
     return f'{self.method}_f{self.fraction:g}_s{self.seed}'
+
+  @property
+  def matched(self) -> bool:
+    """A cost-matched baseline: its cost is the measured cost of another run."""
+    return self.cost is None and method_of(self.method).matches_cost
+
+
+def frontier_method() -> str:
+  """The method frontier runs use: the registered one that trains less at a given cost."""
+  return next(n for n in methods.names() if methods.get(n).matches_cost)
 
 
 def _split(text: str) -> list[str]:
@@ -142,6 +161,7 @@ def parse_parallel(compare_config: ml_collections.ConfigDict) -> tuple[int, floa
 def plan_runs(compare_config: ml_collections.ConfigDict) -> list[RunSpec]:
   """Every run of the comparison, method-major; one that never prunes once per seed at 0.
 
+  The frontier's runs (`compare.frontier`, every cost and seed) follow the methods.
   Cost-matched baselines run once per fraction and seed, after every other run, since
   their length is the measured cost of the run they are matched with.
   """
@@ -149,12 +169,19 @@ def plan_runs(compare_config: ml_collections.ConfigDict) -> list[RunSpec]:
   parse_parallel(compare_config)
   fractions = parse_fractions(compare_config.fractions)
   seeds = parse_seeds(compare_config.seeds)
+  frontier = frontier_lib.parse(compare_config.get('frontier', ''))
   runs = []
   names.sort(key=lambda name: method_of(name).matches_cost)  # stable
   for name in names:
     method = method_of(name)
+    if method.matches_cost:
+      for cost in frontier:
+        runs.extend(RunSpec(frontier_method(), 0.0, seed, cost) for seed in seeds)
+      frontier = []
     for fraction in (fractions if method.prunes or method.matches_cost else [0.0]):
       runs.extend(RunSpec(name, fraction, seed) for seed in seeds)
+  for cost in frontier:
+    runs.extend(RunSpec(frontier_method(), 0.0, seed, cost) for seed in seeds)
   return runs
 
 
@@ -197,12 +224,14 @@ def base_run_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
 def run_config(config: ml_collections.ConfigDict, spec: RunSpec,
                cost_fraction: float | None = None) -> ml_collections.ConfigDict:
   """The run config of one (method, fraction, seed): the base config with those set
-  (and, for a cost-matched baseline, the cost it matches)."""
+  (and, for a cost-matched baseline, the cost it matches; a frontier run, its own)."""
   rc = base_run_config(config)
   entry = entries()[spec.method]
   rc.seed = spec.seed
   rc.prune.fraction = float(spec.fraction)
   fields = {'prune.method': entry.method, 'prune.class_balanced': False, **entry.overrides}
+  if spec.cost is not None:
+    cost_fraction = spec.cost
   if cost_fraction is not None:
     fields['prune.cost_fraction'] = float(cost_fraction)
   for field, value in fields.items():
@@ -233,7 +262,7 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str, *, command: 
     raise ValueError('the config has no `compare` section: use configs/compare_*.py, or add '
                      'config.compare.methods/fractions/seeds.')
   specs = plan_runs(config.compare)
-  matching = any(method_of(s.method).matches_cost for s in specs)
+  matching = any(s.matched for s in specs)
   reference = cost_reference(config.compare) if matching else ''
   train_fn = train_fn or train.train_and_evaluate
   plot_fraction = float(config.compare.get('plot_fraction', -1.0))
@@ -252,18 +281,20 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str, *, command: 
   results: dict[str, report.RunResult] = {}
 
   def spec_config(spec: RunSpec) -> ml_collections.ConfigDict:
-    if method_of(spec.method).matches_cost:
+    if spec.matched:
       return run_config(config, spec, matched_cost(paths, reference, spec))
     return run_config(config, spec)
 
   def result(spec: RunSpec, **kwargs: Any) -> report.RunResult:
     return report.RunResult(name=spec.name, method=spec.method, fraction=spec.fraction,
-                            seed=spec.seed, run_dir=str(paths.run(spec.name).root), **kwargs)
+                            seed=spec.seed, run_dir=str(paths.run(spec.name).root),
+                            frontier_cost=spec.cost, **kwargs)
 
   def rewrite_report() -> None:
     if is_writer:
       report.write_report(workdir, [results.get(s.name) or result(s) for s in specs],
-                          base_config=base, command=command, methods=[s.method for s in specs],
+                          base_config=base, command=command,
+                          methods=[s.method for s in specs if s.cost is None],
                           plot_fraction=plot_fraction)
 
   # Finished runs first, so the first report already shows them.
@@ -309,7 +340,7 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str, *, command: 
         record(by_name[outcome.name], outcome.summary, outcome.error)
 
     def waits_for(spec: RunSpec) -> str | None:
-      if method_of(spec.method).matches_cost:
+      if spec.matched:
         return RunSpec(reference, spec.fraction, spec.seed).name
       return None
 

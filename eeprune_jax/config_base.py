@@ -21,6 +21,9 @@ def base_config() -> ml_collections.ConfigDict:
   data.source = 'digits'
   data.name = ''  # TFDS name when source == 'tfds', e.g. 'cifar10'.
   data.data_dir = ''  # TFDS data dir: a local path or a gs:// bucket URL; '' = TFDS default.
+  # A TFDS data set not prepared in data_dir is downloaded and prepared there first (once;
+  # an unreachable host stops it within about 12 s). False: never download, stop instead.
+  data.download = True
   data.npz_path = ''  # path of the .npz file when source == 'npz'.
   # A split or a slice of one, in TFDS's syntax for every source: 'train[:2000]',
   # 'train[2000:]', 'train[:10%]' (see eeprune_jax/data/sources.py).

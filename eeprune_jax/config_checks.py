@@ -104,6 +104,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check(errors, d.grain_workers >= -1,
          f'config.data.grain_workers={d.grain_workers} must be >= -1 (-1: one per CPU core, '
          '0: no worker processes).')
+  _check(errors, isinstance(d.get('download', True), bool),
+         f'config.data.download={d.get("download")!r} must be True or False.')
   _check(errors, d.image_size >= 8, f'config.data.image_size={d.image_size} must be >= 8.')
   _check(errors, 0 < d.device_memory_share <= 1,
          f'config.data.device_memory_share={d.device_memory_share} must be in (0, 1].')

@@ -20,7 +20,7 @@ from eeprune_jax import train
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEMO = REPO / 'configs' / 'compare_demo.py'
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
-PLOTS = (report.ACCURACY_PLOT, report.CLASS_PLOT, report.HIST_PLOT, report.GRID_PLOT)
+PLOTS = (report.COST_PLOT, report.ACCURACY_PLOT, report.CLASS_PLOT, report.HIST_PLOT, report.GRID_PLOT)
 
 
 def demo_config(**compare_fields) -> ml_collections.ConfigDict:
@@ -50,8 +50,11 @@ class CountingTrain:
 
 # none + random and eeprune_mid at 0.3 train; at 0.99 both fail config validation
 # (fewer kept examples than a batch) after the data is loaded: real failures from train.py.
-COMPARE = {'methods': 'none,random,eeprune_mid', 'fractions': '0.3,0.99', 'seeds': '0'}
-FINISHED = ('none_f0_s0', 'random_f0.3_s0', 'eeprune_mid_f0.3_s0')
+# The frontier trains full data on half the schedule and on all of it.
+COMPARE = {'methods': 'none,random,eeprune_mid', 'fractions': '0.3,0.99', 'seeds': '0',
+           'frontier': '0.5,1'}
+FINISHED = ('none_f0_s0', 'random_f0.3_s0', 'eeprune_mid_f0.3_s0', 'frontier_c0.5_s0',
+            'frontier_c1_s0')
 FAILED = ('random_f0.99_s0', 'eeprune_mid_f0.99_s0')
 
 
@@ -70,8 +73,9 @@ def test_report_has_a_row_per_method_and_the_four_plots(comparison):
   assert counter.calls == [r.name for r in results]  # every planned run, in order
   assert [r.name for r in results if r.finished] == list(FINISHED)
   text = (workdir / 'report.md').read_text()
+  results_section = text.split('## Results')[1].split('## ')[0]
   for row in ('| none | 0 |', '| random | 0.3 |', '| eeprune_mid | 0.3 |'):
-    assert sum(line.startswith(row) for line in text.splitlines()) == 1, row
+    assert sum(line.startswith(row) for line in results_section.splitlines()) == 1, row
   assert 'python -m eeprune_jax.compare --config=demo' in text
   assert 'resnet20' in text and '2 epochs' in text and 'batch 128' in text
   for name in PLOTS:
@@ -81,6 +85,35 @@ def test_report_has_a_row_per_method_and_the_four_plots(comparison):
   assert 'Skipped' not in text
   stored = json.loads((workdir / 'compare_config.json').read_text())
   assert stored['runs'] == [r.name for r in results]
+
+
+def test_report_opens_with_every_method_against_the_frontier(comparison):
+  workdir, results, _ = comparison
+  text = (workdir / 'report.md').read_text()
+  first = text.index('## Against training less, at each method')
+  assert first < text.index('## Results')
+  assert text.index('\n|') > first  # its table is the report's first
+  table = text[first:].split('## Results')[0].splitlines()
+  by_name = {r.name: r.summary for r in results if r.finished}
+  cost = lambda name: by_name[name]['ledger']['cost_vs_full_data']
+  acc = lambda name: by_name[name]['test_accuracy'][-1]
+  assert cost('frontier_c0.5_s0') == pytest.approx(0.5, abs=0.05)  # a fraction of a step
+  assert cost('frontier_c1_s0') == 1.0
+  # Full data on the whole schedule is the frontier's end: the same run as `none`.
+  assert acc('frontier_c1_s0') == acc('none_f0_s0')
+  assert next(line for line in table if line.startswith('| none |')).endswith(
+      '| +0.00 | 0 of 1 seeds |')
+  c = cost('random_f0.3_s0')
+  assert 0.5 < c < 1.0
+  w = (c - cost('frontier_c0.5_s0')) / (1.0 - cost('frontier_c0.5_s0'))
+  expected = (1 - w) * acc('frontier_c0.5_s0') + w * acc('frontier_c1_s0')
+  line = next(line for line in table if line.startswith('| random |'))
+  assert f'| {100 * expected:.2f} | {100 * (acc("random_f0.3_s0") - expected):+.2f} |' in line
+  # On 2 epochs the scoring pass costs more than pruning saves (measured: 1.12).
+  assert cost('eeprune_mid_f0.3_s0') > 1.0
+  line = next(line for line in table if line.startswith('| eeprune_mid |'))
+  assert "no reading |  | seed(s) 0 outside the frontier's costs" in line, line
+  assert sum(line.startswith('| *training less* |') for line in table) == 2
 
 
 def test_failed_runs_are_reported_and_the_others_still_run(comparison):
@@ -106,7 +139,8 @@ def test_second_invocation_reruns_only_unfinished_runs(comparison):
   assert counter.calls == list(FAILED)  # the failed ones are retried (and fail again)
   assert {n: p.stat().st_mtime_ns for n, p in summaries.items()} == mtimes
   assert [r.name for r in results if r.finished] == list(FINISHED)
-  assert (workdir / 'report.md').read_text().count('| eeprune_mid | 0.3 |') == 1
+  results_section = (workdir / 'report.md').read_text().split('## Results')[1]
+  assert results_section.split('## ')[0].count('| eeprune_mid | 0.3 |') == 1
 
 
 def test_finished_run_of_another_config_is_not_reused(comparison, tmp_path):
@@ -143,7 +177,7 @@ def test_command_line_rejects_an_unknown_method(tmp_path):
 
 
 def test_run_configs_change_only_the_method_fields():
-  config = demo_config(fractions='0.5')
+  config = demo_config(fractions='0.5', frontier='')
   specs = compare.plan_runs(config.compare)
   assert [s.name for s in specs] == [
       'none_f0_s0', 'none_f0_s1', 'random_f0.5_s0', 'random_f0.5_s1',
@@ -168,7 +202,7 @@ def test_report_without_finished_runs_skips_the_plots(tmp_path):
   path = report.write_report(str(tmp_path), [failed, pending],
                              base_config=demo_config(), command='cmd')
   text = pathlib.Path(path).read_text()
-  assert text.count('Skipped:') == 4 and 'boom' in text and 'No run has finished yet' in text
+  assert text.count('Skipped:') == 5 and 'boom' in text and 'No run has finished yet' in text
   assert '`none_f0_s0`' in text.split('### Not run yet')[1]
   assert not any((tmp_path / name).exists() for name in PLOTS)
 
@@ -259,3 +293,43 @@ def test_against_training_less_pairs_each_seed_with_its_baseline():
   assert '| +4.67 | no | +1.00 -2.00 (above in 1 of 2) |' in random_row, random_row
   assert 'no seed in common' in next(line for line in table if '| infobatch |' in line)
   assert table[-1].startswith('| **cost_matched** | 0.5 | 55.00 ± 7.07 | 0.800 ± 0.000 | 0 |')
+
+
+def _frontier_run(cost: float, seed: int, accuracy: float, measured: float | None = None):
+  run = _finished('cost_matched', 0.0, seed, accuracy, measured or cost)
+  run.name, run.frontier_cost = f'frontier_c{cost:g}_s{seed}', cost
+  return run
+
+
+def test_frontier_table_reads_each_seed_at_its_own_cost():
+  runs = [_frontier_run(c, s, a + 0.1 * s) for c, a in [(0.4, 0.5), (1.0, 0.8)]
+          for s in (0, 1)]
+  runs += [_finished('random', 0.5, 0, 0.62, 0.6), _finished('random', 0.5, 1, 0.68, 0.6),
+           _finished('random', 0.5, 2, 0.7, 0.6)]  # seed 2: no frontier run
+  runs += [_finished('el2n', 0.5, 0, 0.9, 1.3)]  # dearer than the frontier's end
+  results = report.aggregate(runs)
+  assert sorted(r.method for r in results) == ['el2n', 'random']  # frontier runs: no method
+  table = markdown.frontier_table(results, report.frontier_points(runs))
+  # seed 0: frontier at 0.6 = 0.6, +2.00; seed 1: 0.7, -2.00
+  random_row = next(line for line in table if line.startswith('| random |'))
+  assert '| 65.00 ± 7.07 | +0.00 ± 2.83 | 1 of 2 seeds; seed(s) 2 without a frontier run |' \
+      in random_row, random_row
+  el2n_row = next(line for line in table if line.startswith('| el2n |'))
+  assert 'no reading' in el2n_row and "outside the frontier's costs (0.40-1.00)" in el2n_row
+  assert table[-2] == '| *training less* | cost 0.4 | 55.00 ± 7.07 | 0.400 | (the frontier) | | 2 seed(s) |'
+
+
+def test_frontier_runs_follow_the_methods_and_precede_the_cost_matched_ones():
+  config = demo_config(methods='cost_matched,none,eeprune_mid', fractions='0.3', seeds='0,1',
+                       frontier='1,0.5')
+  specs = compare.plan_runs(config.compare)
+  assert [s.name for s in specs] == [
+      'none_f0_s0', 'none_f0_s1', 'eeprune_mid_f0.3_s0', 'eeprune_mid_f0.3_s1',
+      'frontier_c0.5_s0', 'frontier_c0.5_s1', 'frontier_c1_s0', 'frontier_c1_s1',
+      'cost_matched_f0.3_s0', 'cost_matched_f0.3_s1']
+  assert [s.matched for s in specs].count(True) == 2
+  point = compare.run_config(config, specs[4])
+  assert (point.prune.method, point.prune.cost_fraction, point.prune.fraction, point.seed) == (
+      'cost_matched', 0.5, 0.0, 0)
+  with pytest.raises(ValueError, match=r'compare\.frontier'):
+    compare.plan_runs(demo_config(frontier='0.5,2').compare)

@@ -344,8 +344,8 @@ def test_npz_jpeg_layout(tmp_path, mesh):
 # --- TFDS --------------------------------------------------------------------------------
 
 
-def test_tfds_not_prepared_error(tmp_path):
-  cfg = _config(source='tfds', name='cifar100', data_dir=str(tmp_path))
+def test_tfds_not_prepared_error_without_download(tmp_path):
+  cfg = _config(source='tfds', name='cifar100', data_dir=str(tmp_path), download=False)
   with pytest.raises(data.DatasetNotPreparedError) as e:
     data.dataset_info(cfg)
   msg = str(e.value)

@@ -4,8 +4,9 @@ Three sources, chosen by `config.data.source`:
 
 * 'tfds': any TFDS image classification data set `config.data.name` (features 'image'
   and 'label') from `config.data.data_dir` (a local path or gs:// URL; '' = the TFDS
-  default). Nothing is ever downloaded: when the data set is not prepared there, a
-  `DatasetNotPreparedError` says where it looked and how to fix it.
+  default). A data set not prepared there is downloaded and prepared by TFDS
+  (`data.download`, see `download.py`); without network, with download=False, or with
+  files to fetch by hand, a `DatasetNotPreparedError` says where it looked and how to fix it.
   CANONICAL ORDER: the order in which `builder.as_dataset(split, shuffle_files=False,
   read_config=tfds.ReadConfig(interleave_cycle_length=1))` yields the split, i.e. shard
   file by shard file, record by record, enumerated from 0. This is also the order of TFDS
@@ -70,6 +71,8 @@ import zipfile
 from typing import Any, Sequence
 
 import numpy as np
+
+from eeprune_jax.data import download
 
 # Published per-channel statistics, in 0..255 units.
 _KNOWN_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -442,16 +445,30 @@ def tfds_builder(data_config: Any) -> Any:
                      "(e.g. 'cifar10').")
   data_dir = _tfds_data_dir(data_config)
   builder = tfds.builder(name, data_dir=data_dir)
-  # Without this check TFDS would try to download (and on an offline machine retry).
-  if not builder.is_prepared():
-    shown = data_dir or 'the TFDS default (~/tensorflow_datasets or $TFDS_DATA_DIR)'
+  if builder.is_prepared():
+    return builder
+  shown = data_dir or 'the TFDS default (~/tensorflow_datasets or $TFDS_DATA_DIR)'
+  manual = download.needs_manual_files(builder)
+  reason = 'data.download=False'
+  if data_config.get('download', True) and not manual:
+    try:
+      download.download_and_prepare(builder)
+      return builder
+    except download.DownloadUnavailableError as e:
+      reason = f'downloading it failed: {e}'
+  if manual:
     raise DatasetNotPreparedError(
-        f'TFDS data set {name!r} is not prepared in data dir {shown!r} (looked for '
-        f'{os.fspath(builder.data_dir)!r}) and this program never downloads. Remedy: on a '
-        f'machine with network run `tfds build {name} --data_dir=<dir>` (manual-download '
-        f'data sets such as imagenet2012 need their files in <dir>/downloads/manual), then '
-        f'copy the prepared {name}/<version> folder into the data dir, or set '
-        f'config.data.data_dir to a directory that holds it.')
+        f'TFDS data set {name!r} is not prepared in data dir {shown!r} and its files must be '
+        f'downloaded by hand: put them in {download.manual_dir(builder)!r} (what it needs: '
+        f'`tfds build {name} --manual_dir=...` prints the instructions), then run again; '
+        f'TFDS prepares it from there.')
+  raise DatasetNotPreparedError(
+      f'TFDS data set {name!r} is not prepared in data dir {shown!r} (looked for '
+      f'{os.fspath(builder.data_dir)!r}) and {reason}. Remedy: on a machine with network '
+      f'run `tfds build {name} --data_dir=<dir>` (manual-download data sets such as '
+      f'imagenet2012 need their files in <dir>/downloads/manual), then copy the prepared '
+      f'{name}/<version> folder into the data dir, or set config.data.data_dir to a '
+      f'directory that holds it.')
   return builder
 
 

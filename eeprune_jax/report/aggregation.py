@@ -16,6 +16,7 @@ class RunResult:
   run_dir: str
   summary: dict[str, Any] | None = None
   error: str | None = None
+  frontier_cost: float | None = None  # a run of the training-less frontier at this cost
 
   @property
   def finished(self) -> bool:
@@ -37,6 +38,7 @@ class Row:
   planned: int
   stats: dict[str, tuple[float, float]]  # metric -> (mean, std); std is nan for one seed
   accuracy_by_seed: dict[int, float] = dataclasses.field(default_factory=dict)  # finished
+  cost_by_seed: dict[int, float] = dataclasses.field(default_factory=dict)  # total, vs full
 
 
 def _metrics(summary: dict[str, Any]) -> dict[str, float]:
@@ -60,9 +62,12 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def aggregate(results: Sequence[RunResult]) -> list[Row]:
-  """One row per (method, fraction) with a finished run, sorted by fraction then accuracy."""
+  """One row per (method, fraction) with a finished run, sorted by fraction then accuracy;
+  the frontier's runs are not methods and have no row."""
   groups: dict[tuple[str, float], list[RunResult]] = {}
   for r in results:
+    if r.frontier_cost is not None:
+      continue
     groups.setdefault((r.method, r.fraction), []).append(r)
   rows = []
   for (method, fraction), runs in groups.items():
@@ -72,6 +77,20 @@ def aggregate(results: Sequence[RunResult]) -> list[Row]:
     done = [_metrics(r.summary) for r in finished]
     stats = {k: _mean_std([d[k] for d in done]) for k in done[0]}
     rows.append(Row(method, fraction, len(done), len(runs), stats,
-                    {r.seed: d['accuracy'] for r, d in zip(finished, done)}))
+                    {r.seed: d['accuracy'] for r, d in zip(finished, done)},
+                    {r.seed: d['cost_vs_full_data'] for r, d in zip(finished, done)}))
   rows.sort(key=lambda row: (row.fraction, -row.stats['accuracy'][0], row.method))
   return rows
+
+
+def frontier_points(results: Sequence[RunResult]) -> dict[float, dict[int, tuple[float, float]]]:
+  """The frontier's finished runs: {nominal cost: {seed: (measured cost, test accuracy)}}."""
+  points: dict[float, dict[int, tuple[float, float]]] = {}
+  for r in results:
+    if r.frontier_cost is None:
+      continue
+    by_seed = points.setdefault(r.frontier_cost, {})
+    if r.finished:
+      m = _metrics(r.summary)
+      by_seed[r.seed] = (m['cost_vs_full_data'], m['accuracy'])
+  return points

@@ -10,8 +10,9 @@ import numpy as np
 from eeprune_jax import methods
 from eeprune_jax import run_summary
 from eeprune_jax import workdir as workdir_lib
+from eeprune_jax.report import frontier as frontier_lib
 from eeprune_jax.report import plots as plots_lib
-from eeprune_jax.report.aggregation import Row, RunResult, aggregate
+from eeprune_jax.report.aggregation import Row, RunResult, aggregate, frontier_points
 
 
 def _pm(mean_std: tuple[float, float], fmt: str, scale: float = 1.0) -> str:
@@ -42,6 +43,49 @@ def results_table(rows: Sequence[Row]) -> str:
         f'{_macs(s["score_macs"][0])} | {_pm(s["score_vs_full"], ".2%")} | '
         f'{_pm(s["cost_vs_full_data"], ".3f")} | {row.seeds}/{row.planned} |')
   return '\n'.join(lines)
+
+
+def _signed(mean_std: tuple[float, float], scale: float = 100.0) -> str:
+  """`+1.25 ± 0.40` (a signed mean; std only when it exists)."""
+  mean, std = mean_std
+  return f'{mean * scale:+.2f}' + ('' if np.isnan(std) else f' ± {std * scale:.2f}')
+
+
+def frontier_table(rows: Sequence[Row],
+                   points: dict[float, dict[int, tuple[float, float]]]) -> list[str]:
+  """Every method against the training-less frontier at its own measured cost, seed by
+  seed, then the frontier's own points; [] without a finished frontier run."""
+  band = frontier_lib.band(points)
+  if not len(band.nominal):
+    return []
+  curves = frontier_lib.curves(points)
+  span = f'{band.cost.min():.2f}-{band.cost.max():.2f}'
+  out = ['| method | fraction | test accuracy (%) | total cost vs full data | training less '
+         'at that cost (%) | difference (points) | above it in |',
+         '| --- | ---: | ---: | ---: | ---: | ---: | --- |']
+  for row in rows:
+    seeds = sorted(row.accuracy_by_seed)
+    reading = frontier_lib.read(
+        {s: (row.cost_by_seed[s], row.accuracy_by_seed[s]) for s in seeds}, curves)
+    notes = []
+    if reading.outside:
+      notes.append(f'seed(s) {", ".join(map(str, reading.outside))} outside the frontier\'s '
+                   f'costs ({span})')
+    if reading.unpaired:
+      notes.append(f'seed(s) {", ".join(map(str, reading.unpaired))} without a frontier run')
+    if reading.read:
+      at, diff = _pm(reading.frontier, '.2f', 100), _signed(reading.difference)
+      above = f'{reading.above} of {reading.read} seeds'
+    else:
+      at, diff, above = 'no reading', '', ''
+    above = '; '.join([above] * bool(above) + notes)
+    out.append(f'| {row.method} | {row.fraction:g} | {_pm(row.stats["accuracy"], ".2f", 100)} '
+               f'| {_pm(row.stats["cost_vs_full_data"], ".3f")} | {at} | {diff} | {above} |')
+  for nominal, cost, acc, std, n in zip(band.nominal, band.cost, band.accuracy, band.std,
+                                        band.seeds):
+    out.append(f'| *training less* | cost {nominal:g} | {_pm((acc, std), ".2f", 100)} | '
+               f'{cost:.3f} | (the frontier) | | {n} seed(s) |')
+  return out
 
 
 def _matches_cost(name: str) -> bool:
@@ -158,6 +202,8 @@ def write_report(compare_dir: epath.PathLike, run_summaries: Sequence[RunResult]
   failed = [r for r in results if r.error is not None]
   pending = [r for r in results if r.summary is None and r.error is None]
   rows = aggregate(results)
+  points = frontier_points(results)
+  band = frontier_lib.band(points)
   pruned_fractions = sorted({r.fraction for r in finished if r.has_keep_mask})
   # Finished at a pruning fraction, but without a permanent mask (InfoBatch).
   per_epoch = sorted({r.method for r in finished if r.fraction > 0 and not r.has_keep_mask})
@@ -177,6 +223,18 @@ def write_report(compare_dir: epath.PathLike, run_summaries: Sequence[RunResult]
           '`eeprune_*` move the early exit (the exit that scores). `fraction` is the share of '
           'the training set pruned (for InfoBatch, its per-epoch prune ratio).', '']
 
+  frontier = frontier_table(rows, points)
+  if frontier:
+    out += ['## Against training less, at each method\'s own cost', '',
+            'The training-less frontier: full data on a schedule compressed to a share of '
+            'its epochs (`compare.frontier`; `frontier_c{cost}_s{seed}` runs), for every seed. '
+            'Each method is read at its own measured total cost (training + scoring, vs '
+            'full-data training) against the frontier, interpolated linearly between the '
+            'two nearest frontier points; a cost outside the frontier\'s costs has no '
+            'reading (add a frontier point beyond it). Per seed, a run is read against the '
+            'frontier of its own seed (same initialisation and data order); the difference '
+            'and the frontier\'s accuracy are mean ± sample std over those readings. '
+            f'Plot: [{plots_lib.COST_PLOT}]({plots_lib.COST_PLOT}).', ''] + frontier + ['']
   headline = cost_matched_table(rows)
   if headline:
     out += ['## Against training less', '',
@@ -229,6 +287,9 @@ def write_report(compare_dir: epath.PathLike, run_summaries: Sequence[RunResult]
       target.unlink()  # a stale plot of earlier runs would mislead
     out.extend([f'Skipped: {skip_reason}.', ''])
 
+  plot('Test accuracy against total cost', plots_lib.COST_PLOT,
+       lambda p: plots_lib.plot_accuracy_vs_cost(p, rows, methods, band),
+       None if rows or len(band.nominal) else 'no finished run')
   plot('Test accuracy against examples trained on', plots_lib.ACCURACY_PLOT,
        lambda p: plots_lib.plot_accuracy_vs_examples(p, rows, methods),
        None if rows else 'no finished run')

@@ -1,5 +1,6 @@
 """The comparison's plots (matplotlib, Agg backend), and the run data they show.
 
+  accuracy_vs_cost.png       final-exit test accuracy against total cost, with the frontier
   accuracy_vs_examples.png   final-exit test accuracy against examples trained on
   pruned_share_per_class.png pruned share of every class, per method, at one fraction
   exit_confidence_hist.png   early-exit confidence of pruned vs kept examples
@@ -23,8 +24,10 @@ from eeprune_jax import methods as methods_lib
 from eeprune_jax import run_summary
 from eeprune_jax import workdir as workdir_lib
 from eeprune_jax.data import sources
+from eeprune_jax.report import frontier as frontier_lib
 from eeprune_jax.report.aggregation import Row, RunResult
 
+COST_PLOT = 'accuracy_vs_cost.png'
 ACCURACY_PLOT = 'accuracy_vs_examples.png'
 CLASS_PLOT = 'pruned_share_per_class.png'
 HIST_PLOT = 'exit_confidence_hist.png'
@@ -83,6 +86,37 @@ def plot_accuracy_vs_examples(path: epath.PathLike, rows: Sequence[Row],
   ax.set_title('Accuracy against training examples (mean ± std over seeds)')
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8, loc='best')
+  fig.tight_layout()
+  _save(fig, path, 120)
+
+
+def plot_accuracy_vs_cost(path: epath.PathLike, rows: Sequence[Row], methods: Sequence[str],
+                          band: frontier_lib.Band) -> None:
+  """Test accuracy (final exit) against total cost (training + scoring, vs full data): the
+  training-less frontier as a line with its seed band, each method a point with error bars."""
+  styles = _method_styles(methods)
+  fig, ax = plt.subplots(figsize=(7.5, 5))
+  if len(band.nominal):
+    acc, std = band.accuracy * 100, np.nan_to_num(band.std) * 100
+    ax.fill_between(band.cost, acc - std, acc + std, color='0.8', zorder=0,
+                    label='training less: ± std over seeds')
+    ax.plot(band.cost, acc, 'k-', marker='.', lw=1.5, zorder=1,
+            label='training less (full data, shorter schedule)')
+  several = len({r.fraction for r in rows if r.fraction > 0}) > 1
+  for method in methods:
+    for r in (r for r in rows if r.method == method):
+      colour, marker = styles[method]
+      label = method + (f' {r.fraction:g}' if several and r.fraction > 0 else '')
+      ax.errorbar(r.stats['cost_vs_full_data'][0], r.stats['accuracy'][0] * 100,
+                  xerr=np.nan_to_num(r.stats['cost_vs_full_data'][1]),
+                  yerr=np.nan_to_num(r.stats['accuracy'][1]) * 100,
+                  fmt='*' if r.fraction == 0 else marker, ms=12 if r.fraction == 0 else 8,
+                  color='k' if r.fraction == 0 else colour, capsize=3, label=label, zorder=3)
+  ax.set_xlabel('total cost: (training + scoring MACs) / full-data training')
+  ax.set_ylabel('test accuracy, final exit (%)')
+  ax.set_title('Accuracy against cost (mean ± std over seeds)')
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8, loc='lower right')
   fig.tight_layout()
   _save(fig, path, 120)
 

@@ -11,7 +11,9 @@ the default method list: its per-example gradient norms are costly on a CPU; add
 `--config.compare.seeds=0,1,2 --config.compare.fractions=0.3,0.5,0.7`.
 
 Expected runtime: about 10-15 minutes per run on a 2-core CPU (10 runs with the defaults,
-so about 2-2.5 hours); seconds per epoch on a GPU. Rerunning with the same --workdir
+plus the training-less frontier's 4 runs per seed, which together cost 2.8 full runs: about
+2.5-3 hours per seed); seconds per epoch on a GPU. `--config.compare.frontier=''` leaves
+the frontier out. Rerunning with the same --workdir
 skips finished runs and resumes an unfinished one; report.md is rewritten after every run.
 """
 

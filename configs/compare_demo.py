@@ -4,8 +4,10 @@
 
 Half-width ResNet-20 with a mid exit on 16x16 digits, 6 epochs of AdamW, pruning 30% after
 epoch 3; methods none, random, final_confidence, eeprune_mid (the paper's rule) and
-eeprune_mid_balanced (the same share of every class), seeds 0 and 1: 10 runs, about 20
-seconds each on a 2-core CPU (3 min 16 s in all, measured).
+eeprune_mid_balanced (the same share of every class), and the training-less frontier at
+0.4, 0.6, 0.8 and 1.0 of the schedule, seeds 0 and 1: 18 runs (7 min 14 s measured on a
+2-core CPU shared with other jobs, load average 6-13; the 10 runs without the frontier
+took 3 min 16 s on free cores).
 
 The schedule puts pruning where the rules mean something. At the end of epoch 3 the early
 exit classifies 84-94% of the training set right and predicts every class, the final exit

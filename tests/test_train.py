@@ -480,6 +480,31 @@ def test_sigterm_saves_and_a_rerun_continues(one_device_run, tmp_path):
       run_summary.closing_lines(summary, str(tmp_path)).rstrip())
 
 
+def test_sigkill_at_random_moments_then_reruns_end_identical(one_device_run, tmp_path):
+  """SIGKILL (no chance to save or release the workdir's lock) twice at random moments after
+  the first checkpoint; each rerun takes the dead run's lock over and resumes; the result is
+  bit-identical to the uninterrupted 1-device run."""
+  full_dir, full_summary = one_device_run
+  rng = np.random.default_rng()
+  for kill in range(2):
+    proc = subprocess.Popen(_main_command(tmp_path), env=_env(1), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (tmp_path / 'checkpoints' / str(full_summary['history'][kill]['step'])).exists():
+      assert proc.poll() is None and time.time() < deadline, 'run ended before the kill'
+      time.sleep(0.1)
+    time.sleep(rng.uniform(0, 1.5))
+    proc.kill()
+    _, err = proc.communicate(timeout=60)
+    if kill:  # the first kill's lock was taken over, with a warning
+      assert 'Taking over the lock' in err and 'is no longer running' in err, err[-3000:]
+    assert (tmp_path / 'lock.json').exists() or proc.returncode == 0
+  subprocess.run(_main_command(tmp_path), env=_env(1), check=True, timeout=600,
+                 capture_output=True, text=True)
+  summary = json.loads((tmp_path / 'summary.json').read_text())
+  _assert_same_run(full_dir, full_summary, tmp_path, summary)
+
+
 def _one_step(devices, config):
   """Params after one data-parallel train step over a mesh of `devices`."""
   from eeprune_jax import data as data_lib  # pylint: disable=g-import-not-at-top

@@ -285,7 +285,7 @@ def test_a_toy_method_runs_end_to_end_through_main(tmp_path):
 def test_a_toy_method_runs_end_to_end_through_compare(tmp_path):
   _run_with_toy_method('eeprune_jax.compare', f'--config={REPO / "configs/compare_demo.py"}',
                        f'--workdir={tmp_path}', '--config.compare.methods=small_loss',
-                       '--config.compare.seeds=0', *TINY)
+                       '--config.compare.seeds=0', '--config.compare.frontier=', *TINY)
   summary = _check_small_loss_mask(tmp_path / 'runs' / 'small_loss_f0.3_s0')
   assert summary['config']['prune']['method'] == 'small_loss'
   report = (tmp_path / 'report.md').read_text()

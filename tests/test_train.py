@@ -486,16 +486,24 @@ def test_sigkill_at_random_moments_then_reruns_end_identical(one_device_run, tmp
   bit-identical to the uninterrupted 1-device run."""
   full_dir, full_summary = one_device_run
   rng = np.random.default_rng()
+  checkpoints = tmp_path / 'checkpoints'
+  saved = lambda: {p.name for p in checkpoints.glob('*') if p.name.isdigit()}
   for kill in range(2):
-    proc = subprocess.Popen(_main_command(tmp_path), env=_env(1), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while not (tmp_path / 'checkpoints' / str(full_summary['history'][kill]['step'])).exists():
-      assert proc.poll() is None and time.time() < deadline, 'run ended before the kill'
-      time.sleep(0.1)
-    time.sleep(rng.uniform(0, 1.5))
-    proc.kill()
-    _, err = proc.communicate(timeout=60)
+    # Kill only after a checkpoint this process wrote: the first run may already have left
+    # the next epoch's, and a kill before the rerun's start-up would test nothing.
+    before = saved() if checkpoints.exists() else set()
+    log = tmp_path / f'stderr{kill}.txt'
+    with log.open('w') as err_file:  # a file, not a pipe: a full pipe would stall the run
+      proc = subprocess.Popen(_main_command(tmp_path), env=_env(1), stdout=subprocess.DEVNULL,
+                              stderr=err_file)
+      deadline = time.time() + 300
+      while not (checkpoints.exists() and saved() - before):
+        assert proc.poll() is None and time.time() < deadline, 'run ended before the kill'
+        time.sleep(0.1)
+      time.sleep(rng.uniform(0, 1.5))
+      proc.kill()
+      proc.wait(timeout=60)
+    err = log.read_text()
     if kill:  # the first kill's lock was taken over, with a warning
       assert 'Taking over the lock' in err and 'is no longer running' in err, err[-3000:]
     assert (tmp_path / 'lock.json').exists() or proc.returncode == 0

@@ -40,6 +40,7 @@ setuptools.setup(
         "gcs": ["google-cloud-storage", "gcsfs"],
         "test": [
             "pytest",
+            "pytest-xdist",
             "matplotlib",
         ],
     },

@@ -7,9 +7,9 @@ module imports jax. Tests that need one device run a subprocess without it.
 import os
 import tempfile
 
+import xla_env
 
-os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
-                           ' --xla_force_host_platform_device_count=8').strip()
+os.environ['XLA_FLAGS'] = xla_env.flags(8)
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 # Many tests compile the same tiny programs (every run builds its steps afresh, and
 # subprocess runs start cold): a session-wide persistent compilation cache, inherited by
@@ -17,3 +17,17 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='eeprune-jax-cc-'))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '-1')
+
+
+# Module fixtures that train or compare (tens of seconds each): the tests that use one run
+# on one pytest-xdist worker (`--dist loadgroup`, setup.cfg), so each is built once.
+_EXPENSIVE_FIXTURES = frozenset(
+    {'full_run', 'one_device_run', 'both', 'dynamic_run', 'comparison', 'run_dir'})
+
+
+def pytest_collection_modifyitems(items):
+  """Groups the tests of a module that share an expensive module fixture."""
+  import pytest  # pylint: disable=g-import-not-at-top
+  for item in items:
+    if _EXPENSIVE_FIXTURES & set(item.fixturenames):
+      item.add_marker(pytest.mark.xdist_group(item.module.__name__))

@@ -8,11 +8,13 @@ import sys
 
 import pytest
 
+import xla_env
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_step_benchmark_runs_and_prints_both_ratios():
-  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  env = xla_env.env(1)
   out = subprocess.run(
       [sys.executable, str(ROOT / 'benchmarks' / 'steps.py'), '--model=resnet20',
        '--width=0.25', '--image_size=16', '--batch_size=16', '--rounds=1'],
@@ -22,7 +24,7 @@ def test_step_benchmark_runs_and_prints_both_ratios():
 
 
 def test_loop_benchmark_runs_and_prints_its_json():
-  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  env = xla_env.env(1)
   out = subprocess.run(
       [sys.executable, str(ROOT / 'benchmarks' / 'loop.py'), '--rounds=1',
        '--steps_per_call=2', '--epochs=2', '--json'],
@@ -35,7 +37,7 @@ def test_loop_benchmark_runs_and_prints_its_json():
 
 
 def test_concurrent_runs_benchmark_runs_and_prints_its_json():
-  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  env = xla_env.env(1)
   out = subprocess.run(
       [sys.executable, str(ROOT / 'benchmarks' / 'concurrent_runs.py'), '--runs=2',
        '--epochs=2', '--json'],
@@ -56,7 +58,7 @@ def test_gpu_science_recipe_runs_concurrently_without_tensorflow(tmp_path):
   shim.mkdir()
   (shim / 'sitecustomize.py').write_text(
       "import sys\nsys.modules['tensorflow'] = None\nsys.modules['tensorflow_datasets'] = None\n")
-  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  env = xla_env.env(1)
   env.update(PYTHONPATH=os.pathsep.join([str(shim), str(ROOT)]), SCIENCE_TIMEOUT_S='900',
              PATH=os.pathsep.join([os.path.dirname(sys.executable), env.get('PATH', '')]))
   out = tmp_path / 'science'
@@ -82,7 +84,7 @@ def test_gpu_science_recipe_runs_concurrently_without_tensorflow(tmp_path):
 
 
 def test_host_pipeline_benchmark_smoke_prints_its_json():
-  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  env = xla_env.env(1)
   env['PYTHONPATH'] = os.pathsep.join([str(ROOT), env.get('PYTHONPATH', '')])
   out = subprocess.run(
       [sys.executable, str(ROOT / 'benchmarks' / 'host_pipeline.py'), '--smoke', '--json'],

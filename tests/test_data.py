@@ -3,7 +3,9 @@
 import os
 
 # 8 CPU devices for the multi-device tests; must precede the first jax import.
-os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=8'
+import xla_env  # pylint: disable=g-bad-import-order
+
+os.environ['XLA_FLAGS'] = xla_env.flags(8)
 
 import io  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pathlib
@@ -178,7 +180,7 @@ def test_device_backend_without_tensorflow():
       assert (pipe.info.num_train, pipe.info.num_eval) == (800, 180), pipe.info
       print('OK')
   """)
-  env = dict(os.environ, XLA_FLAGS='')
+  env = xla_env.env(1)
   root = str(pathlib.Path(__file__).parents[1])
   env['PYTHONPATH'] = os.pathsep.join([root] + [p for p in [env.get('PYTHONPATH')] if p])
   res = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,

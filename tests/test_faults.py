@@ -18,6 +18,7 @@ from eeprune_jax import checkpointing
 from eeprune_jax import run_state
 from eeprune_jax import save_watch
 from eeprune_jax import workdir_lock
+import xla_env
 
 TESTS = pathlib.Path(__file__).resolve().parent
 
@@ -120,7 +121,7 @@ def test_a_second_main_on_a_live_workdir_is_refused_within_seconds(tmp_path, liv
   proc = subprocess.run(
       [sys.executable, '-m', 'eeprune_jax.main', f'--config={TESTS / "tiny_config.py"}',
        f'--workdir={tmp_path}'], capture_output=True, text=True, timeout=60,
-      env=dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1'))
+      env=xla_env.env(1))
   assert proc.returncode != 0
   assert f'in use by another run (pid {live_pid} on host {socket.gethostname()}' in proc.stderr
   # Refused before anything is written (and before data or model: the lock comes first).
@@ -233,7 +234,7 @@ def test_a_disk_that_fills_during_a_save_ends_the_run_within_a_minute(tmp_path):
   script = _FAILING_RUN.format(tests=str(TESTS), failed_at=str(failed_at))
   proc = subprocess.run([sys.executable, '-c', script, str(workdir)], capture_output=True,
                         text=True, timeout=300,
-                        env=dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1'))
+                        env=xla_env.env(1))
   ended = time.time()
   assert proc.returncode != 0
   assert 'CheckpointSaveError: saving checkpoint' in proc.stderr, proc.stderr[-3000:]

@@ -2,7 +2,9 @@
 
 import os
 
-os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=8'
+import xla_env  # pylint: disable=g-bad-import-order
+
+os.environ['XLA_FLAGS'] = xla_env.flags(8)
 
 import io  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -186,8 +188,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _env(devices: int) -> dict[str, str]:
-  return dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
-              PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get('PYTHONPATH', '')]))
+  return xla_env.env(devices, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get('PYTHONPATH', '')]))
 
 
 def test_two_processes_train_every_kept_example_once_per_epoch(tmp_path):

@@ -25,6 +25,7 @@ from eeprune_jax import parallel
 from eeprune_jax.data import device
 from eeprune_jax.data import sources
 import tfds_files
+import xla_env
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -64,8 +65,7 @@ def _command(config: str, backend: str, workdir: pathlib.Path, data_dir: pathlib
 
 def _env() -> dict[str, str]:
   # Two devices: sharded batches at the cost of two.
-  return dict(os.environ, PYTHONPATH=str(ROOT),
-              XLA_FLAGS='--xla_force_host_platform_device_count=2')
+  return xla_env.env(2, PYTHONPATH=str(ROOT))
 
 
 def _steps(workdir: pathlib.Path) -> list[int]:
@@ -223,7 +223,7 @@ def test_tfdata_with_uneven_kept_counts_across_two_processes(tmp_path):
     port = s.getsockname()[1]
   tfds_files.write_prepared(tmp_path / 'tfds', 'cifar100', {'train': 50, 'test': 10},
                             image_shape=(32, 32, 3), classes=9, shards=3)
-  env = dict(_env(), XLA_FLAGS='--xla_force_host_platform_device_count=1')
+  env = dict(_env(), XLA_FLAGS=xla_env.flags(1))
   procs = [subprocess.Popen([sys.executable, '-c', _TFDATA_HOST, str(port), str(i),
                              str(tmp_path / f'host{i}.json'), str(tmp_path / 'tfds'),
                              str(tmp_path / 'run')], cwd=ROOT, env=env,

@@ -24,6 +24,7 @@ from eeprune_jax import config_checks
 from eeprune_jax import methods
 from eeprune_jax import tracking
 import tiny_config
+import xla_env
 
 TESTS = pathlib.Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -251,8 +252,7 @@ def _run_with_toy_method(module: str, *args: str) -> None:
   """`python -m module args` in a process that imported tests/toy_method.py first."""
   code = ('import runpy, toy_method\n'
           f'runpy.run_module({module!r}, run_name="__main__", alter_sys=True)\n')
-  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=1',
-         'PYTHONPATH': os.pathsep.join([str(TESTS), os.environ.get('PYTHONPATH', '')])}
+  env = xla_env.env(1, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get('PYTHONPATH', '')]))
   proc = subprocess.run([sys.executable, '-c', code, *args], env=env, cwd=REPO,
                         capture_output=True, text=True, timeout=600, check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]

@@ -21,6 +21,7 @@ from eeprune_jax import masks
 from eeprune_jax import run_summary
 from eeprune_jax import train
 import tiny_config as tiny_config_lib
+import xla_env
 
 TESTS = pathlib.Path(__file__).resolve().parent
 
@@ -61,7 +62,7 @@ def one_device_run(tmp_path_factory):
             'import jax, test_train\n'
             'assert jax.device_count() == 1\n'
             f'test_train.train.train_and_evaluate(test_train.tiny_config(), {str(workdir)!r})\n')
-  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  env = xla_env.env(1)
   subprocess.run([sys.executable, '-c', script], check=True, env=env, timeout=600,
                   stdout=subprocess.DEVNULL)
   return workdir, json.loads((workdir / 'summary.json').read_text())
@@ -351,7 +352,7 @@ def _main_command(workdir, *flags):
 
 
 def _env(devices: int) -> dict[str, str]:
-  return dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+  return xla_env.env(devices)
 
 
 # Runs main in each process and records that process's view of the final keep mask.

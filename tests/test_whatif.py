@@ -13,6 +13,7 @@ from eeprune_jax import train
 from eeprune_jax import whatif
 from eeprune_jax.methods import eeprune_dynamic
 import tiny_config as tiny_config_lib
+import xla_env
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -101,7 +102,7 @@ def test_bad_inputs_are_named(run_dir, tmp_path):
 
 def test_the_command_writes_the_mask(run_dir, tmp_path):
   out = tmp_path / 'mask.npy'
-  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=1'}
+  env = xla_env.env(1)
   proc = subprocess.run(
       [sys.executable, '-m', 'eeprune_jax.whatif', f'--workdir={run_dir}', '--source=last_pass',
        '--epoch=1', '--method=final_confidence', '--fraction=0.2', f'--out={out}'],

@@ -13,7 +13,6 @@ from eeprune_jax import run_state as run_state_lib
 from eeprune_jax import run_summary
 from eeprune_jax import seed_networks
 from eeprune_jax import steps as steps_lib
-from eeprune_jax import tracking
 from eeprune_jax import workdir as workdir_lib
 
 
@@ -45,7 +44,7 @@ def _seed_states(run: Any, state: steps_lib.TrainState, state_of_run: run_state_
 
 
 def _context(run: Any, state: steps_lib.TrainState, rs: run_state_lib.RunState,
-             stats: tracking.ExampleStats, epoch: int) -> methods.RoundContext:
+             table: dict[str, np.ndarray] | None, epoch: int) -> methods.RoundContext:
   """What the round offers the method: the state, the data, passes charged to the ledger."""
   n = run.num_train
 
@@ -57,19 +56,21 @@ def _context(run: Any, state: steps_lib.TrainState, rs: run_state_lib.RunState,
 
   return methods.RoundContext(
       config=run.config, state=state, epoch=epoch, labels=run.pipeline.train_labels,
-      mesh=run.mesh, pipeline=run.pipeline, ledger=rs.ledger, stats=stats, score=score,
+      mesh=run.mesh, pipeline=run.pipeline, ledger=rs.ledger, table=table, score=score,
       seed_states=lambda: _seed_states(run, state, rs, epoch))
 
 
 def prune_round(run: Any, state: steps_lib.TrainState, keep: np.ndarray,
-                rs: run_state_lib.RunState, stats: tracking.ExampleStats, epoch: int,
+                rs: run_state_lib.RunState, table: dict[str, np.ndarray] | None, epoch: int,
                 target: int) -> np.ndarray:
-  """Scores the training set as the method asks, prunes, writes scores and mask."""
+  """Scores the training set as the method asks, prunes, writes scores and mask.
+
+  `table`: the per-example table on the host as of the round (`example_table`), or None.
+  """
   config, round_index, labels = run.config, rs.rounds_done, run.pipeline.train_labels
   method = methods.get(config.prune.method)
-  stats.flush()  # every training row up to the round
   start = ledger_lib.mark()
-  scores = method.scores(_context(run, state, rs, stats, epoch))
+  scores = method.scores(_context(run, state, rs, table, epoch))
   if method.needs.scoring_pass:
     rs.ledger.add_since('score', start)
   result = methods.prune(config.prune, scores=scores, labels=labels, prior_keep=keep,

@@ -37,7 +37,6 @@ from eeprune_jax import run_summary
 from eeprune_jax import save_watch
 from eeprune_jax import seed_networks
 from eeprune_jax import steps as steps_lib
-from eeprune_jax import tracking
 from eeprune_jax import workdir as workdir_lib
 from eeprune_jax import workdir_lock
 
@@ -75,9 +74,8 @@ class _Run:
     self.exit_macs = models.count_macs(self.model, self.info.image_shape)
     self.forward_macs = models.forward_macs(self.model, self.info.image_shape)
     self.programs = loop.Programs(
-        self.pipeline, self.mesh, config.train, track=self.method.needs.training_rows,
-        weighted=self.method.needs.epoch_mask,
-        last_pass=config.train.last_pass_scores or self.method.needs.last_pass,
+        self.pipeline, self.mesh, config.train, weighted=self.method.needs.epoch_mask,
+        table=config.train.last_pass_scores or self.method.needs.example_table,
         schedule_epochs=self.method.schedule_epochs(config))
     self.writer = None
     if self.is_writer:
@@ -132,25 +130,21 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   keep = np.ones(n, bool)
   # The mask and loss weights of the current epoch (all-in but for per-epoch methods).
   epoch_keep, epoch_weight = np.ones(n, bool), np.ones(n, np.float32)
-  stats = tracking.ExampleStats(n, enabled=run.programs.track)
   rs = run_state_lib.RunState.new(config.seed)
-
-  last_pass = run.programs.new_last_pass(n, run.num_exits + 1)
+  # The per-example table (`example_table`), on device; {} when the run keeps none.
+  table = run.programs.new_table(n, run.num_exits + 1)
 
   def example_arrays() -> dict[str, np.ndarray]:
     return {'keep': keep, 'epoch_keep': epoch_keep, 'epoch_weight': epoch_weight,
-            **stats.to_arrays(),
-            **{f'last_pass_{k}': v for k, v in jax.device_get(last_pass).items()}}
+            **{f'table_{k}': v for k, v in jax.device_get(table).items()}}
 
   restored = checkpoint_recovery.restore_newest_readable(run.manager, state, example_arrays(),
                                                         is_writer=run.is_writer)
   if restored is not None:
     state, arrays, rs = restored
     keep, epoch_keep, epoch_weight = arrays['keep'], arrays['epoch_keep'], arrays['epoch_weight']
-    stats.load_arrays(arrays)
-    if last_pass:
-      last_pass = parallel.replicate(run.mesh, {k: arrays[f'last_pass_{k}'] for k in last_pass})
-      stats.last_pass = jax.device_get(last_pass)
+    if table:
+      table = parallel.replicate(run.mesh, {k: arrays[f'table_{k}'] for k in table})
   else:
     given = config_checks.start_mask(config, n)
     if given is not None:  # a fresh run from a given keep mask
@@ -212,7 +206,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
       skip = rs.step_in_epoch
       if epoch in rounds_at and rs.rounds_done <= rounds_at.index(epoch):
         try:
-          keep = rounds_lib.prune_round(run, state, keep, rs, stats, epoch,
+          keep = rounds_lib.prune_round(run, state, keep, rs, _host(table), epoch,
                                         targets[rounds_at.index(epoch)])
         except seed_networks.Preempted as e:  # in EL2N's extra networks: the round reruns
           if global_step not in run.manager.all_steps():  # (else saved at the epoch's end)
@@ -223,8 +217,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
           return {'preempted': True, 'step': global_step}
         bar.total = global_step + remaining_steps(epoch)
       if run.method.needs.epoch_mask and not skip:
-        stats.flush()
-        epoch_keep, epoch_weight = run.method.epoch_mask(config, epoch, stats)
+        epoch_keep, epoch_weight = run.method.epoch_mask(config, epoch, _host(table))
         weight_table = parallel.replicate(run.mesh, epoch_weight)
       train_keep = keep & epoch_keep
       start = ledger_lib.mark()
@@ -232,10 +225,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
           state, epoch=epoch, keep=train_keep, first_step=skip, num_outputs=run.num_exits + 1,
           exit_weights=steps_lib.exit_loss_weights(config.train, run.num_exits, epoch),
           example_weight=weight_table, on_dispatch=on_dispatch, on_log=on_log,
-          on_rows=stats.add, should_stop=run.should_stop,
-          last_pass=last_pass,
+          should_stop=run.should_stop, table=table,
           max_steps=max_steps(epoch, run.pipeline.steps_per_epoch(train_keep)))
-      state, last_pass = outcome.state, outcome.last_pass
+      state, table = outcome.state, outcome.table
       train_seconds = ledger.add_since('train', start)
       if outcome.preempted:
         save(outcome.steps_done, epoch)
@@ -248,10 +240,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
                 'kept': int(train_keep.sum()), 'train_seconds': train_seconds,
                 **steps_lib.summarise(outcome.sums, 'train_'), **run.evaluate(state, rs)}
       record['eval_seconds'] = time.time() - start
-      if last_pass:
-        stats.last_pass = jax.device_get(last_pass)
-        if config.train.last_pass_scores and run.is_writer:
-          _write_last_pass(run.paths.last_pass(epoch + 1), stats.last_pass)
+      if table and config.train.last_pass_scores and run.is_writer:
+        _write_last_pass(run.paths.last_pass(epoch + 1), jax.device_get(table))
       rs.history.append(record)
       run.log_scalars(global_step, record)
       logging.info('epoch %d: %s', epoch + 1, record)
@@ -274,6 +264,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   if run.is_writer:
     print(run_summary.closing_lines(summary, workdir), flush=True)
   return summary
+
+
+def _host(table: dict[str, jax.Array]) -> dict[str, np.ndarray] | None:
+  """The per-example table copied to the host (None when the run keeps none)."""
+  return jax.device_get(table) if table else None
 
 
 def _epoch_line(record: dict[str, Any], num_train: int) -> str:

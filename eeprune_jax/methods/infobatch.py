@@ -63,4 +63,5 @@ class InfoBatch(base.Method):
     if epoch < p.epoch or anneal(epoch, config.train.num_epochs, p.infobatch_anneal):
       return np.ones(n, bool), np.ones(n, np.float32)
     # Seeded by (seed, epoch), so a resumed run redraws the same epoch.
-    return draw(example_table.last_loss(table), p.fraction, np.random.default_rng([config.seed, epoch]))
+    return draw(example_table.last_loss(table), p.fraction,
+                np.random.default_rng([config.seed, epoch]))

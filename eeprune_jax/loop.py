@@ -93,6 +93,32 @@ def steps_per_dispatch(train_config: ml_collections.ConfigDict) -> int:
   return max(1, train_config.log_every_steps)
 
 
+@dataclasses.dataclass(frozen=True)
+class EpochPlan:
+  """Which epoch `Programs.run_epoch` trains, on what, and from where to where."""
+  epoch: int
+  keep: np.ndarray | None  # the examples it trains on (None: all)
+  exit_weights: np.ndarray  # each early exit's loss weight this epoch
+  num_outputs: int  # exits + 1 (the metric sums' width)
+  example_weight: jax.Array | None = None  # per-example loss weights (weighted programs)
+  first_step: int = 0  # a resumed epoch starts here
+  max_steps: int | None = None  # ends the epoch after this many steps (a fractional epoch)
+
+
+class EpochObserver:
+  """What the epoch loop tells its caller and asks it; these defaults ignore and go on."""
+
+  def dispatched(self, steps: int) -> None:
+    """After each dispatch, with its number of train steps (ledger, progress bar)."""
+
+  def logged(self, step_in_epoch: int, sums: dict[str, np.ndarray]) -> None:
+    """Host metric sums at every `log_every_steps` boundary and at the epoch's end."""
+
+  def should_stop(self) -> bool:
+    """Asked after every dispatch, the last too: True stops the epoch (preemption)."""
+    return False
+
+
 @dataclasses.dataclass
 class EpochOutcome:
   """What `Programs.run_epoch` leaves: the state, the epoch's metric sums, where it stopped."""
@@ -230,34 +256,26 @@ class Programs:
     return scoring.assemble((jax.tree.map(flat, parallel.global_to_host(o)) for o in outputs),
                             num_examples)
 
-  def run_epoch(self, state: steps_lib.TrainState, *, epoch: int,
-                keep: np.ndarray | None, exit_weights: np.ndarray,
-                example_weight: jax.Array | None = None, first_step: int = 0,
-                num_outputs: int, table: dict[str, jax.Array] | None = None,
-                max_steps: int | None = None,
-                on_dispatch: Callable[[int], None] = lambda steps: None,
-                on_log: Callable[[int, dict[str, np.ndarray]], None] = lambda s, m: None,
-                should_stop: Callable[[], bool] = lambda: False) -> EpochOutcome:
-    """Trains one epoch of the kept examples from step `first_step` of it.
+  def run_epoch(self, state: steps_lib.TrainState, table: dict[str, jax.Array],
+                plan: EpochPlan, observer: EpochObserver = EpochObserver()) -> EpochOutcome:
+    """Trains epoch `plan.epoch` of the kept examples from step `plan.first_step` of it.
 
-    `on_dispatch(steps)` after each dispatch (ledger, progress bar), `on_log(step_in_epoch,
-    sums)` with host metric sums at every `log_every_steps` boundary (read one dispatch
-    late, so the device is never idle waiting for the host), and `should_stop()` after
-    every dispatch, the last too; True stops the epoch early (preemption) with `preempted=True`
-    (at its last dispatch, the epoch ends as usual and the caller's next one stops).
-    `table` (from `new_table`) is updated on device and returned in the outcome.
-    `max_steps` ends the epoch after that many of its steps (a fractional last epoch).
+    `observer.logged` sees the sums of a `log_every_steps` boundary one dispatch late, so
+    the device is never idle waiting for the host. `observer.should_stop()` True stops the
+    epoch early (preemption) with `preempted=True` (at its last dispatch, the epoch ends as
+    usual and the caller's next one stops). `table` (from `new_table`; {}: none) is updated
+    on device and returned in the outcome.
     """
-    table = {} if table is None else table
+    epoch, keep, first_step = plan.epoch, plan.keep, plan.first_step
     full = self.pipeline.steps_per_epoch(keep)  # the epoch's length in the schedule
-    steps = full if max_steps is None else min(full, max_steps)  # the steps it runs
+    steps = full if plan.max_steps is None else min(full, plan.max_steps)  # the steps it runs
     consts = {'epoch': np.int32(epoch), 'steps': np.int32(full), 'stop': np.int32(steps),
-              'exit_weights': np.asarray(exit_weights, np.float32)}
+              'exit_weights': np.asarray(plan.exit_weights, np.float32)}
     consts = parallel.replicate(self.mesh, consts)
     if self.weighted:
-      consts['example_weight'] = example_weight
+      consts['example_weight'] = plan.example_weight
     cursor = parallel.replicate(self.mesh, np.int32(first_step))
-    sums = parallel.replicate(self.mesh, steps_lib.zero_metrics(num_outputs))
+    sums = parallel.replicate(self.mesh, steps_lib.zero_metrics(plan.num_outputs))
     done, log_every = first_step, self.train_config.log_every_steps
     unread = None  # (step in epoch, device sums) of a log boundary not yet read
     for feed in self.pipeline.train_feeds(epoch, keep, first_step, self.steps_per_dispatch):
@@ -266,18 +284,18 @@ class Programs:
       n = min(self.steps_per_dispatch, steps - done)
       state, sums, cursor, table = self.train(state, sums, cursor, feed, consts, table)
       if unread is not None:
-        on_log(unread[0], jax.device_get(unread[1]))
+        observer.logged(unread[0], jax.device_get(unread[1]))
         unread = None
       crossed = (done + n) // log_every > done // log_every
       done += n
-      on_dispatch(n)
+      observer.dispatched(n)
       if crossed and done < steps:
         unread = (done, sums)
       # Asked after every dispatch, the last one too: a multi-process agreement counts calls.
-      if should_stop() and done < steps:
+      if observer.should_stop() and done < steps:
         host = jax.device_get(sums)
-        on_log(done, host)
+        observer.logged(done, host)
         return EpochOutcome(state, host, done, True, table)
     host = jax.device_get(sums)
-    on_log(done, host)
+    observer.logged(done, host)
     return EpochOutcome(state, host, done, False, table)

@@ -32,9 +32,24 @@ def _setup(steps_per_dispatch=5, weighted=False, image_size=8, table=False):
   return config, mesh, pipeline, state, programs
 
 
-def _epoch(programs, state, keep=None, **kwargs):
-  return programs.run_epoch(state, epoch=0, keep=keep, num_outputs=2,
-                            exit_weights=np.ones(1, np.float32), **kwargs)
+def _epoch(programs, state, keep=None, table=None, observer=None, **plan):
+  plan = loop.EpochPlan(epoch=plan.pop('epoch', 0), keep=keep, num_outputs=2,
+                        exit_weights=np.ones(1, np.float32), **plan)
+  return programs.run_epoch(state, {} if table is None else table, plan,
+                            observer or loop.EpochObserver())
+
+
+class _StopAfter(loop.EpochObserver):
+  """Stops the epoch once `dispatches` dispatches ran; records their steps."""
+
+  def __init__(self, dispatches):
+    self.limit, self.calls = dispatches, []
+
+  def dispatched(self, steps):
+    self.calls.append(steps)
+
+  def should_stop(self):
+    return len(self.calls) >= self.limit
 
 
 def test_an_epoch_and_an_eval_make_no_implicit_host_device_transfer():
@@ -95,7 +110,7 @@ def test_an_epoch_stopped_and_resumed_equals_the_whole_epoch_bit_for_bit():
   _, _, pipeline, state, programs = _setup()
   whole = _epoch(programs, state).state
   _, _, _, state, programs = _setup()
-  stopped = _epoch(programs, state, should_stop=lambda: True)
+  stopped = _epoch(programs, state, observer=_StopAfter(0))
   assert stopped.preempted and stopped.steps_done == programs.steps_per_dispatch
   resumed = _epoch(programs, stopped.state, first_step=stopped.steps_done).state
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(whole.params),
@@ -114,9 +129,7 @@ def test_auto_steps_per_dispatch_is_one_on_cpu_and_log_every_steps_elsewhere(mon
 
 def test_should_stop_ends_the_epoch_at_a_dispatch_boundary():
   _, _, pipeline, state, programs = _setup()
-  calls = []
-  outcome = _epoch(programs, state, should_stop=lambda: len(calls) >= 2,
-                   on_dispatch=calls.append)
+  outcome = _epoch(programs, state, observer=_StopAfter(2))
   assert outcome.preempted and outcome.steps_done == 2 * programs.steps_per_dispatch
   assert float(outcome.sums['count']) == outcome.steps_done * 64
 
@@ -188,8 +201,7 @@ def test_the_tables_forgetting_counts_equal_a_host_reference_of_the_same_passes(
   table, ref = programs.new_table(n, 2), ForgettingReference(n)
   for epoch in range(3):
     keep = (np.arange(n) % 3 != 0) if epoch == 1 else None
-    outcome = programs.run_epoch(state, epoch=epoch, keep=keep, num_outputs=2,
-                                 exit_weights=np.ones(1, np.float32), table=table)
+    outcome = _epoch(programs, state, keep=keep, table=table, epoch=epoch)
     state, table = outcome.state, outcome.table
     host = jax.device_get(table)
     index = np.flatnonzero(host['epoch'] == epoch)

@@ -1,8 +1,9 @@
 """Orbax checkpoints of a run: train state, per-example arrays, and progress.
 
-Items: `state` (the TrainState), `examples` (numpy arrays [N] over the training indices:
-the keep mask and the statistics some methods track), `progress` (a `run_state.RunState`
-as JSON: epoch, step in epoch, pruning rounds, ledger, history, rng state).
+Items: `state` (the TrainState), `examples` (numpy arrays [N, ...] over the training
+indices: the keep mask, this epoch's mask and weights, the per-example table as `table_*`),
+`progress` (a `run_state.RunState` as JSON: epoch, step in epoch, pruning rounds, ledger,
+history, rng state).
 """
 
 import os

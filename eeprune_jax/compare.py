@@ -262,121 +262,151 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str, *, command: 
     raise ValueError('the config has no `compare` section: use configs/compare_*.py, or add '
                      'config.compare.methods/fractions/seeds.')
   specs = plan_runs(config.compare)
-  matching = any(s.matched for s in specs)
-  reference = cost_reference(config.compare) if matching else ''
-  train_fn = train_fn or train.train_and_evaluate
-  plot_fraction = float(config.compare.get('plot_fraction', -1.0))
-  plot_fraction = plot_fraction if plot_fraction >= 0 else None
-  base = base_run_config(config)
-  paths = workdir_lib.CompareDir(workdir)
-  paths.runs.mkdir(parents=True, exist_ok=True)
   parallel, memory_fraction, progress_every_s = parse_parallel(config.compare)
-  # The parent of concurrent runs never starts a JAX backend: it would hold device memory.
-  is_writer = parallel > 1 or jax.process_index() == 0
-  if is_writer:
-    workdir_lib.write_json(paths.config, {
+  plot_fraction = float(config.compare.get('plot_fraction', -1.0))
+  comparison = _Comparison(
+      config=config, workdir=workdir, command=command, specs=specs,
+      reference=cost_reference(config.compare) if any(s.matched for s in specs) else '',
+      paths=workdir_lib.CompareDir(workdir),
+      plot_fraction=plot_fraction if plot_fraction >= 0 else None,
+      # The parent of concurrent runs never starts a JAX backend: it would hold device memory.
+      is_writer=parallel > 1 or jax.process_index() == 0)
+  comparison.paths.runs.mkdir(parents=True, exist_ok=True)
+  if comparison.is_writer:
+    workdir_lib.write_json(comparison.paths.config, {
         'config': workdir_lib.config_to_dict(config), 'command': command,
         'runs': [s.name for s in specs]})
+  todo = comparison.collect_finished()  # first, so the first report already shows them
+  if report_only or not todo:
+    comparison.rewrite_report()
+    return comparison.results_in_order()
+  if parallel > 1:
+    finished = comparison.run_concurrently(todo, parallel, memory_fraction, progress_every_s)
+  else:
+    finished = comparison.run_in_process(todo, train_fn or train.train_and_evaluate)
+  if finished:
+    print(f'report: {comparison.paths.report}', flush=True)
+  else:  # stopped by a preemption or a signal, the runs checkpointed
+    comparison.rewrite_report()
+  return comparison.results_in_order()
 
-  results: dict[str, report.RunResult] = {}
 
-  def spec_config(spec: RunSpec) -> ml_collections.ConfigDict:
+@dataclasses.dataclass
+class _Comparison:
+  """One comparison's plan, where it writes, and the results of its runs so far."""
+  config: ml_collections.ConfigDict
+  workdir: str
+  command: str
+  specs: list[RunSpec]
+  reference: str  # the method whose measured cost matched runs take ('' if none)
+  paths: workdir_lib.CompareDir
+  plot_fraction: float | None
+  is_writer: bool
+  results: dict[str, report.RunResult] = dataclasses.field(default_factory=dict)
+
+  def spec_config(self, spec: RunSpec) -> ml_collections.ConfigDict:
+    """The run's config (a matched run's with its reference's measured cost)."""
     if spec.matched:
-      return run_config(config, spec, matched_cost(paths, reference, spec))
-    return run_config(config, spec)
+      return run_config(self.config, spec, matched_cost(self.paths, self.reference, spec))
+    return run_config(self.config, spec)
 
-  def result(spec: RunSpec, **kwargs: Any) -> report.RunResult:
+  def process_config(self, spec: RunSpec) -> ml_collections.ConfigDict:
+    """The config of a run in its own process: its log.txt gets one line per epoch."""
+    rc = self.spec_config(spec)
+    rc.train.progress_bar = False
+    return rc
+
+  def result(self, spec: RunSpec, **kwargs: Any) -> report.RunResult:
+    """A run's result for the report (`summary=` or `error=`; neither: not run yet)."""
     return report.RunResult(name=spec.name, method=spec.method, fraction=spec.fraction,
-                            seed=spec.seed, run_dir=str(paths.run(spec.name).root),
+                            seed=spec.seed, run_dir=str(self.paths.run(spec.name).root),
                             frontier_cost=spec.cost, **kwargs)
 
-  def rewrite_report() -> None:
-    if is_writer:
-      report.write_report(workdir, [results.get(s.name) or result(s) for s in specs],
-                          base_config=base, command=command,
-                          methods=[s.method for s in specs if s.cost is None],
-                          plot_fraction=plot_fraction)
+  def results_in_order(self) -> list[report.RunResult]:
+    """The results found or run, in the plan's order."""
+    return [self.results[s.name] for s in self.specs if s.name in self.results]
 
-  # Finished runs first, so the first report already shows them.
-  todo = []
-  for spec in specs:
-    path = paths.run(spec.name).summary
-    if path.exists():
+  def rewrite_report(self) -> None:
+    """report.md (and its plots) from every result so far."""
+    if self.is_writer:
+      report.write_report(
+          self.workdir, [self.results.get(s.name) or self.result(s) for s in self.specs],
+          base_config=base_run_config(self.config), command=self.command,
+          methods=[s.method for s in self.specs if s.cost is None],
+          plot_fraction=self.plot_fraction)
+
+  def collect_finished(self) -> list[RunSpec]:
+    """Records the runs finished before (or refused: of another config); the rest to run."""
+    todo = []
+    for spec in self.specs:
+      path = self.paths.run(spec.name).summary
+      if not path.exists():
+        todo.append(spec)
+        continue
       summary = workdir_lib.read_json(path)
-      expected = workdir_lib.config_to_dict(spec_config(spec))
+      expected = workdir_lib.config_to_dict(self.spec_config(spec))
       changed = workdir_lib.config_differences(summary.get('config', {}), expected)
       if changed:
-        results[spec.name] = result(spec, error=(
+        self.results[spec.name] = self.result(spec, error=(
             f'{path} holds a finished run of a different config (fields: '
             f'{", ".join(changed[:5])}); move it away or use a new --workdir.'))
       else:
-        results[spec.name] = result(spec, summary=summary)
-    else:
-      todo.append(spec)
-  if report_only or not todo:
-    rewrite_report()
-    return [results[s.name] for s in specs if s.name in results]
+        self.results[spec.name] = self.result(spec, summary=summary)
+    return todo
 
-  def record(spec: RunSpec, summary: dict[str, Any] | None, error: str | None) -> None:
+  def record(self, spec: RunSpec, summary: dict[str, Any] | None, error: str | None) -> None:
+    """A run's end: its result, a console line, the report rewritten."""
     if error is not None:
       print(f'  failed {spec.name}: {error}', flush=True)
-      results[spec.name] = result(spec, error=error)
+      self.results[spec.name] = self.result(spec, error=error)
     else:
-      results[spec.name] = result(spec, summary=summary)
+      self.results[spec.name] = self.result(spec, summary=summary)
       print(f'  done {spec.name}: test accuracy {summary["test_accuracy"][-1]:.4f}, pruned '
             f'{summary["pruning"]["pruned_fraction"]:.3f}', flush=True)
-    rewrite_report()
+    self.rewrite_report()
 
-  def run_concurrently() -> bool:  # False: stopped by a signal, the runs checkpointed
-    by_name, share = {s.name: s for s in todo}, run_pool.memory_fraction(parallel, memory_fraction)
+  def waits_for(self, spec: RunSpec) -> str | None:
+    """The run a matched run waits for: its reference's of the same fraction and seed."""
+    return RunSpec(self.reference, spec.fraction, spec.seed).name if spec.matched else None
 
-    def process_config(spec: RunSpec) -> ml_collections.ConfigDict:
-      rc = spec_config(spec)
-      rc.train.progress_bar = False  # its log.txt gets one line per epoch, not a bar
-      return rc
-
-    def on_outcome(outcome: run_pool.Outcome) -> None:
-      if not outcome.preempted:
-        record(by_name[outcome.name], outcome.summary, outcome.error)
-
-    def waits_for(spec: RunSpec) -> str | None:
-      if spec.matched:
-        return RunSpec(reference, spec.fraction, spec.seed).name
-      return None
-
+  def run_concurrently(self, todo: list[RunSpec], parallel: int, memory_fraction: float,
+                       progress_every_s: float) -> bool:
+    """`parallel` runs at a time, each its own process; False: stopped by a signal."""
+    share = run_pool.memory_fraction(parallel, memory_fraction)
     print(f'{len(todo)} runs, {parallel} at a time, each with {share:.3f} of device memory; '
           'their output: runs/*/log.txt', flush=True)
-    order = sorted(todo, key=lambda s: s.method != reference)  # matched runs wait on these
+    order = sorted(todo, key=lambda s: s.method != self.reference)  # matched runs wait on these
     return run_pool.run_jobs(
-        [run_pool.Job(s.name, paths.run(s.name), functools.partial(process_config, s),
-                      after=waits_for(s)) for s in order],
-        parallel=parallel, fraction=share, on_outcome=on_outcome,
+        [run_pool.Job(s.name, self.paths.run(s.name), functools.partial(self.process_config, s),
+                      after=self.waits_for(s)) for s in order],
+        parallel=parallel, fraction=share,
+        on_outcome=functools.partial(self.on_outcome, {s.name: s for s in todo}),
         progress_every_s=progress_every_s)
 
-  def run_in_process() -> bool:  # False: preempted, the run checkpointed
+  def on_outcome(self, by_name: dict[str, RunSpec], outcome: run_pool.Outcome) -> None:
+    """A concurrent run's end (a preempted one ends later, when rerun)."""
+    if not outcome.preempted:
+      self.record(by_name[outcome.name], outcome.summary, outcome.error)
+
+  def run_in_process(self, todo: list[RunSpec], train_fn: TrainFn) -> bool:
+    """One run after another in this process; False: preempted, the run checkpointed."""
     for i, spec in enumerate(todo):
-      run_dir = paths.run(spec.name).root
+      run_dir = self.paths.run(spec.name).root
       print(f'[{i + 1}/{len(todo)}] {spec.name} -> {run_dir}', flush=True)
       try:
-        summary = train_fn(spec_config(spec), str(run_dir))
+        summary = train_fn(self.spec_config(spec), str(run_dir))
       except Exception as e:  # pylint: disable=broad-except
         if not isinstance(e, ValueError):  # config errors say all in their message
           logging.exception('run %s failed', spec.name)
-        record(spec, None, run_pool.error_text(e))
+        self.record(spec, None, run_pool.error_text(e))
       else:
         if summary.get('preempted'):
           print(f'  preempted at step {summary.get("step")}: rerun the same command to '
                 'resume.', flush=True)
           return False
-        record(spec, summary, None)
+        self.record(spec, summary, None)
       jax.clear_caches()
     return True
-
-  if run_concurrently() if parallel > 1 else run_in_process():
-    print(f'report: {paths.report}', flush=True)
-  else:
-    rewrite_report()
-  return [results[s.name] for s in specs if s.name in results]
 
 
 def command_line(argv: Sequence[str]) -> str:

@@ -81,7 +81,8 @@ def base_config() -> ml_collections.ConfigDict:
   # Keep what each example's latest training pass saw (every exit's confidence and
   # correctness, its loss) in a table on device, at no extra forward pass, and write it
   # after every epoch to last_pass/epoch{e}.npz (float16/bool/int16: about 10 bytes per
-  # example and exit). Turn off for very large data sets.
+  # example and exit). Turn off for very large data sets; a method that reads the table
+  # (forgetting, infobatch, eeprune_dynamic) keeps it anyway, unwritten.
   train.last_pass_scores = True
   train.checkpoint_every_epochs = 1
   train.keep_checkpoints = 2

@@ -23,6 +23,7 @@ import ml_collections
 import numpy as np
 
 from eeprune_jax import data as data_lib
+from eeprune_jax import example_table
 from eeprune_jax import parallel
 from eeprune_jax import scoring
 from eeprune_jax import steps as steps_lib
@@ -92,6 +93,32 @@ def steps_per_dispatch(train_config: ml_collections.ConfigDict) -> int:
   return max(1, train_config.log_every_steps)
 
 
+@dataclasses.dataclass(frozen=True)
+class EpochPlan:
+  """Which epoch `Programs.run_epoch` trains, on what, and from where to where."""
+  epoch: int
+  keep: np.ndarray | None  # the examples it trains on (None: all)
+  exit_weights: np.ndarray  # each early exit's loss weight this epoch
+  num_outputs: int  # exits + 1 (the metric sums' width)
+  example_weight: jax.Array | None = None  # per-example loss weights (weighted programs)
+  first_step: int = 0  # a resumed epoch starts here
+  max_steps: int | None = None  # ends the epoch after this many steps (a fractional epoch)
+
+
+class EpochObserver:
+  """What the epoch loop tells its caller and asks it; these defaults ignore and go on."""
+
+  def dispatched(self, steps: int) -> None:
+    """After each dispatch, with its number of train steps (ledger, progress bar)."""
+
+  def logged(self, step_in_epoch: int, sums: dict[str, np.ndarray]) -> None:
+    """Host metric sums at every `log_every_steps` boundary and at the epoch's end."""
+
+  def should_stop(self) -> bool:
+    """Asked after every dispatch, the last too: True stops the epoch (preemption)."""
+    return False
+
+
 @dataclasses.dataclass
 class EpochOutcome:
   """What `Programs.run_epoch` leaves: the state, the epoch's metric sums, where it stopped."""
@@ -99,38 +126,35 @@ class EpochOutcome:
   sums: dict[str, np.ndarray]
   steps_done: int  # steps of this epoch done, counting those before `first_step`
   preempted: bool
-  last_pass: dict[str, jax.Array]  # the updated table ({} when the run keeps none)
+  table: dict[str, jax.Array]  # the updated per-example table ({} when the run keeps none)
 
 
 def _record_pass(table: dict[str, jax.Array], per_example: dict[str, jax.Array],
                  epoch: jax.Array) -> dict[str, jax.Array]:
   """Writes one step's per-example rows (every device's) into the replicated table."""
-  rows = {k: per_example[k] for k in ('index', 'conf', 'correct', 'loss')}
+  rows = {k: per_example[k] for k in ('index', *example_table.PASS_FIELDS)}
   # Gathered as device-invariant values: every device then holds the same table.
   rows = jax.lax.all_gather(rows, parallel.BATCH_AXIS, tiled=True, to='invarying')
-  idx = rows.pop('index')
-  table = {k: table[k].at[idx].set(rows[k]) for k in rows} | {
-      'epoch': table['epoch'].at[idx].set(epoch)}
-  return table
+  return example_table.record(table, rows, epoch)
 
 
 class Programs:
   """The jitted train, eval and scoring programs of one run, built once.
 
-  `track`: return every step's per-example rows (forgetting, InfoBatch); `weighted`: scale
-  each example's loss by a per-example table (InfoBatch); `last_pass`: keep, in a table on
-  device, what each example's latest training pass saw (`new_last_pass`). All static: a
-  run that needs none of them computes no per-example outputs and gathers no weights.
+  `weighted`: scale each example's loss by a per-example weight (InfoBatch); `table`: keep
+  the per-example table (`example_table`: each example's latest training pass and its
+  forgetting events) on device, updated by every train step (`new_table`). Both static: a
+  run that needs neither computes no per-example outputs and gathers no weights.
   """
 
   def __init__(self, pipeline: data_lib.Pipeline, mesh: jax.sharding.Mesh,
-               train_config: ml_collections.ConfigDict, *, track: bool, weighted: bool,
-               last_pass: bool = False, schedule_epochs: float | None = None):
+               train_config: ml_collections.ConfigDict, *, weighted: bool = False,
+               table: bool = False, schedule_epochs: float | None = None):
     self.pipeline, self.mesh, self.train_config = pipeline, mesh, train_config
     # A schedule compressed to `schedule_epochs` (cost_matched) runs the learning-rate
     # curve of `num_epochs` that many times faster.
     self.schedule_scale = train_config.num_epochs / (schedule_epochs or train_config.num_epochs)
-    self.track, self.weighted, self.last_pass = track, weighted, last_pass
+    self.weighted, self.table = weighted, table
     self.steps_per_dispatch = min(steps_per_dispatch(train_config),
                                   pipeline.max_steps_per_feed())
     consts = {'epoch': _REPL, 'steps': _REPL, 'stop': _REPL, 'exit_weights': _REPL}
@@ -139,19 +163,19 @@ class Programs:
     self.train = parallel.data_parallel(
         self._train_steps, mesh,
         in_specs=(_REPL, _REPL, _REPL, pipeline.train_feed_specs(), consts, _REPL),
-        out_specs=(_REPL, _REPL, _REPL, _ROWS, _REPL), donate_argnums=(0, 5))
+        out_specs=(_REPL, _REPL, _REPL, _REPL), donate_argnums=(0, 5))
     self._eval: dict[int, Callable[..., Any]] = {}
     self._score: dict[int, Callable[..., Any]] = {}
 
   # --- The programs (traced; one device's shard inside shard_map) ---------------------
 
-  def _train_steps(self, state, sums, cursor, feed, consts, last_pass):
+  def _train_steps(self, state, sums, cursor, feed, consts, table):
     """Up to `steps_per_dispatch` train steps from step `cursor` of the epoch."""
     k = self.steps_per_dispatch
     n = jnp.minimum(k, consts['stop'] - cursor)
 
     def body(i, carry):
-      state, sums, rows, last_pass = carry
+      state, sums, table = carry
       step = cursor + i
       batch = self.pipeline.local_batch(feed, step, consts['epoch'], train=True)
       progress = consts['epoch'].astype(jnp.float32) + step / consts['steps']
@@ -164,26 +188,16 @@ class Programs:
       state, metrics, per_example = steps_lib.train_step(
           state, batch, hparams, self.train_config.label_smoothing)
       sums = steps_lib.accumulate(sums, metrics, global_step)
-      if self.track:
-        final = {'index': per_example['index'], 'correct': per_example['correct'][:, -1],
-                 'loss': per_example['loss'][:, -1]}
-        rows = jax.tree.map(lambda r, v: r.at[i].set(v), rows, final)
-      if last_pass:  # an empty table: a network trained beside the run (EL2N seeds)
-        last_pass = _record_pass(last_pass, per_example, consts['epoch'])
-      return state, sums, rows, last_pass
+      if table:  # an empty table: a network trained beside the run (EL2N seeds)
+        table = _record_pass(table, per_example, consts['epoch'])
+      return state, sums, table
 
-    rows = {}
-    if self.track:
-      b = self.pipeline.batch_size // self.mesh.size  # this device's rows of a batch
-      rows = {'index': jnp.full((k, b), data_lib.PAD_INDEX, jnp.int32),
-              'correct': jnp.zeros((k, b), bool), 'loss': jnp.zeros((k, b), jnp.float32)}
-      rows = jax.lax.pcast(rows, parallel.BATCH_AXIS, to='varying')  # per-device rows
-    carry = (state, sums, rows, last_pass)
+    carry = (state, sums, table)
     if k == 1:  # straight-line code: no loop for XLA to run
-      state, sums, rows, last_pass = body(0, carry)
-      return state, sums, cursor + 1, rows, last_pass
-    state, sums, rows, last_pass = jax.lax.fori_loop(0, n, body, carry)
-    return state, sums, cursor + n, rows, last_pass
+      state, sums, table = body(0, carry)
+      return state, sums, cursor + 1, table
+    state, sums, table = jax.lax.fori_loop(0, n, body, carry)
+    return state, sums, cursor + n, table
 
   def _eval_pass(self, state, sums, feed, *, num_batches):
     """Adds the eval metrics of every batch of the feed to `sums`."""
@@ -210,19 +224,12 @@ class Programs:
 
   # --- Host side ------------------------------------------------------------------------
 
-  def new_last_pass(self, num_examples: int, num_outputs: int) -> dict[str, jax.Array]:
-    """An empty last-pass table on every device ({} when the run keeps none).
-
-    Per example: `conf`, `correct`, `loss` [N, E+1] of every exit (final last) in its latest
-    training pass, and that pass's `epoch` (-1: not trained on yet).
-    """
-    if not self.last_pass:
+  def new_table(self, num_examples: int, num_outputs: int) -> dict[str, jax.Array]:
+    """An empty per-example table (`example_table`) on every device; {} when the run keeps
+    none."""
+    if not self.table:
       return {}
-    return parallel.replicate(self.mesh, {
-        'conf': np.zeros((num_examples, num_outputs), np.float32),
-        'correct': np.zeros((num_examples, num_outputs), bool),
-        'loss': np.zeros((num_examples, num_outputs), np.float32),
-        'epoch': np.full(num_examples, -1, np.int32)})
+    return parallel.replicate(self.mesh, example_table.empty(num_examples, num_outputs))
 
   def evaluate(self, state: steps_lib.TrainState, split: str, num_outputs: int
                ) -> dict[str, np.ndarray]:
@@ -249,59 +256,46 @@ class Programs:
     return scoring.assemble((jax.tree.map(flat, parallel.global_to_host(o)) for o in outputs),
                             num_examples)
 
-  def run_epoch(self, state: steps_lib.TrainState, *, epoch: int,
-                keep: np.ndarray | None, exit_weights: np.ndarray,
-                example_weight: jax.Array | None = None, first_step: int = 0,
-                num_outputs: int, last_pass: dict[str, jax.Array] | None = None,
-                max_steps: int | None = None,
-                on_dispatch: Callable[[int], None] = lambda steps: None,
-                on_log: Callable[[int, dict[str, np.ndarray]], None] = lambda s, m: None,
-                on_rows: Callable[[dict[str, jax.Array]], None] = lambda rows: None,
-                should_stop: Callable[[], bool] = lambda: False) -> EpochOutcome:
-    """Trains one epoch of the kept examples from step `first_step` of it.
+  def run_epoch(self, state: steps_lib.TrainState, table: dict[str, jax.Array],
+                plan: EpochPlan, observer: EpochObserver = EpochObserver()) -> EpochOutcome:
+    """Trains epoch `plan.epoch` of the kept examples from step `plan.first_step` of it.
 
-    `on_dispatch(steps)` after each dispatch (ledger, progress bar), `on_rows(rows)` with
-    each dispatch's per-example rows when tracking, `on_log(step_in_epoch, sums)` with
-    host metric sums at every `log_every_steps` boundary (read one dispatch late, so the
-    device is never idle waiting for the host), and `should_stop()` after every
-    dispatch, the last too; True stops the epoch early (preemption) with `preempted=True`
-    (at its last dispatch, the epoch ends as usual and the caller's next one stops).
-    `last_pass` (from `new_last_pass`) is updated on device and returned in the outcome.
-    `max_steps` ends the epoch after that many of its steps (a fractional last epoch).
+    `observer.logged` sees the sums of a `log_every_steps` boundary one dispatch late, so
+    the device is never idle waiting for the host. `observer.should_stop()` True stops the
+    epoch early (preemption) with `preempted=True` (at its last dispatch, the epoch ends as
+    usual and the caller's next one stops). `table` (from `new_table`; {}: none) is updated
+    on device and returned in the outcome.
     """
-    last_pass = {} if last_pass is None else last_pass
+    epoch, keep, first_step = plan.epoch, plan.keep, plan.first_step
     full = self.pipeline.steps_per_epoch(keep)  # the epoch's length in the schedule
-    steps = full if max_steps is None else min(full, max_steps)  # the steps it runs
+    steps = full if plan.max_steps is None else min(full, plan.max_steps)  # the steps it runs
     consts = {'epoch': np.int32(epoch), 'steps': np.int32(full), 'stop': np.int32(steps),
-              'exit_weights': np.asarray(exit_weights, np.float32)}
+              'exit_weights': np.asarray(plan.exit_weights, np.float32)}
     consts = parallel.replicate(self.mesh, consts)
     if self.weighted:
-      consts['example_weight'] = example_weight
+      consts['example_weight'] = plan.example_weight
     cursor = parallel.replicate(self.mesh, np.int32(first_step))
-    sums = parallel.replicate(self.mesh, steps_lib.zero_metrics(num_outputs))
+    sums = parallel.replicate(self.mesh, steps_lib.zero_metrics(plan.num_outputs))
     done, log_every = first_step, self.train_config.log_every_steps
     unread = None  # (step in epoch, device sums) of a log boundary not yet read
     for feed in self.pipeline.train_feeds(epoch, keep, first_step, self.steps_per_dispatch):
       if done >= steps:
         break
       n = min(self.steps_per_dispatch, steps - done)
-      state, sums, cursor, rows, last_pass = self.train(state, sums, cursor, feed, consts,
-                                                        last_pass)
-      if self.track:
-        on_rows(rows)
+      state, sums, cursor, table = self.train(state, sums, cursor, feed, consts, table)
       if unread is not None:
-        on_log(unread[0], jax.device_get(unread[1]))
+        observer.logged(unread[0], jax.device_get(unread[1]))
         unread = None
       crossed = (done + n) // log_every > done // log_every
       done += n
-      on_dispatch(n)
+      observer.dispatched(n)
       if crossed and done < steps:
         unread = (done, sums)
       # Asked after every dispatch, the last one too: a multi-process agreement counts calls.
-      if should_stop() and done < steps:
+      if observer.should_stop() and done < steps:
         host = jax.device_get(sums)
-        on_log(done, host)
-        return EpochOutcome(state, host, done, True, last_pass)
+        observer.logged(done, host)
+        return EpochOutcome(state, host, done, True, table)
     host = jax.device_get(sums)
-    on_log(done, host)
-    return EpochOutcome(state, host, done, False, last_pass)
+    observer.logged(done, host)
+    return EpochOutcome(state, host, done, False, table)

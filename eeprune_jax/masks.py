@@ -126,6 +126,12 @@ def emptied_classes(keep: np.ndarray, labels: np.ndarray, num_classes: int,
   return [c for c in range(num_classes) if totals[c] and shares[c] >= threshold]
 
 
+def eeprune_eligible(early_pred: np.ndarray, final_pred: np.ndarray,
+                     labels: np.ndarray) -> np.ndarray:
+  """EEPrune's eligibility: the early exit and the final exit both classify correctly."""
+  return (early_pred == labels) & (final_pred == labels)
+
+
 def eeprune_decision_margin(scores: dict, exit_index: int, cutoff: float) -> np.ndarray:
   """How far each example is from flipping EEPrune's decision, in probability units.
 

@@ -1,6 +1,6 @@
 """Pruning rounds: when they run, the scores the method asks for, and the new keep mask."""
 
-from typing import Any
+import functools
 
 from absl import logging
 import ml_collections
@@ -9,11 +9,11 @@ import numpy as np
 from eeprune_jax import ledger as ledger_lib
 from eeprune_jax import masks
 from eeprune_jax import methods
+from eeprune_jax import run_context
 from eeprune_jax import run_state as run_state_lib
 from eeprune_jax import run_summary
 from eeprune_jax import seed_networks
 from eeprune_jax import steps as steps_lib
-from eeprune_jax import tracking
 from eeprune_jax import workdir as workdir_lib
 
 
@@ -28,8 +28,9 @@ def prune_epochs(config: ml_collections.ConfigDict) -> list[int]:
   return [prune.epoch] if prune.epoch < num_epochs else []
 
 
-def _seed_states(run: Any, state: steps_lib.TrainState, state_of_run: run_state_lib.RunState,
-                 epoch: int) -> list[steps_lib.TrainState]:
+def _seed_states(run: run_context.RunContext, state: steps_lib.TrainState,
+                 state_of_run: run_state_lib.RunState, epoch: int
+                 ) -> list[steps_lib.TrainState]:
   """The run's state plus `score_seeds - 1` networks trained from other seeds to `epoch`
   (checkpointed and preemptible: `seed_networks`)."""
   states, config = [state], run.config
@@ -39,13 +40,16 @@ def _seed_states(run: Any, state: steps_lib.TrainState, state_of_run: run_state_
         epochs * run.pipeline.steps_per_epoch(None) * config.train.batch_size)
 
   for k in range(1, config.prune.score_seeds):
+    # The run's preemption check, at the run's step (the seed networks' do not count).
+    should_stop = functools.partial(run.preemption.should_stop, int(state.step))
     states.append(seed_networks.train_to(run, k, epoch, charge=charge,
-                                         should_stop=run.should_stop))
+                                         should_stop=should_stop))
   return states
 
 
-def _context(run: Any, state: steps_lib.TrainState, rs: run_state_lib.RunState,
-             stats: tracking.ExampleStats, epoch: int) -> methods.RoundContext:
+def _context(run: run_context.RunContext, state: steps_lib.TrainState,
+             rs: run_state_lib.RunState, table: dict[str, np.ndarray] | None, epoch: int
+             ) -> methods.RoundContext:
   """What the round offers the method: the state, the data, passes charged to the ledger."""
   n = run.num_train
 
@@ -57,19 +61,21 @@ def _context(run: Any, state: steps_lib.TrainState, rs: run_state_lib.RunState,
 
   return methods.RoundContext(
       config=run.config, state=state, epoch=epoch, labels=run.pipeline.train_labels,
-      mesh=run.mesh, pipeline=run.pipeline, ledger=rs.ledger, stats=stats, score=score,
+      mesh=run.mesh, pipeline=run.pipeline, ledger=rs.ledger, table=table, score=score,
       seed_states=lambda: _seed_states(run, state, rs, epoch))
 
 
-def prune_round(run: Any, state: steps_lib.TrainState, keep: np.ndarray,
-                rs: run_state_lib.RunState, stats: tracking.ExampleStats, epoch: int,
+def prune_round(run: run_context.RunContext, state: steps_lib.TrainState, keep: np.ndarray,
+                rs: run_state_lib.RunState, table: dict[str, np.ndarray] | None, epoch: int,
                 target: int) -> np.ndarray:
-  """Scores the training set as the method asks, prunes, writes scores and mask."""
+  """Scores the training set as the method asks, prunes, writes scores and mask.
+
+  `table`: the per-example table on the host as of the round (`example_table`), or None.
+  """
   config, round_index, labels = run.config, rs.rounds_done, run.pipeline.train_labels
   method = methods.get(config.prune.method)
-  stats.flush()  # every training row up to the round
   start = ledger_lib.mark()
-  scores = method.scores(_context(run, state, rs, stats, epoch))
+  scores = method.scores(_context(run, state, rs, table, epoch))
   if method.needs.scoring_pass:
     rs.ledger.add_since('score', start)
   result = methods.prune(config.prune, scores=scores, labels=labels, prior_keep=keep,

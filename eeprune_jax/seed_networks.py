@@ -8,12 +8,14 @@ reached instead of training it again. Training is deterministic in (seed, epoch)
 network resumed from its checkpoint ends as one trained through.
 """
 
-from typing import Any, Callable
+from typing import Callable
 
 from absl import logging
 from etils import epath
 import orbax.checkpoint as ocp
 
+from eeprune_jax import loop
+from eeprune_jax import run_context
 from eeprune_jax import steps as steps_lib
 from eeprune_jax import workdir as workdir_lib
 
@@ -22,13 +24,23 @@ class Preempted(Exception):
   """A seed network's training stopped for a preemption; its checkpoint is saved."""
 
 
+class _StopCheck(loop.EpochObserver):
+  """Asks the run's preemption check after every dispatch of a seed network."""
+
+  def __init__(self, should_stop: Callable[[], bool]):
+    self._should_stop = should_stop
+
+  def should_stop(self) -> bool:
+    return self._should_stop()
+
+
 def _manager(path: epath.Path) -> ocp.CheckpointManager:
   path = path if '://' in str(path) else epath.Path(path).absolute()
   return ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(max_to_keep=1),
                                item_names=('state', 'progress'))
 
 
-def train_to(run: Any, k: int, epoch: int, charge: Callable[[int], None],
+def train_to(run: run_context.RunContext, k: int, epoch: int, charge: Callable[[int], None],
              should_stop: Callable[[], bool]) -> steps_lib.TrainState:
   """Network k trained to the start of `epoch`, resumed from its checkpoint where one is.
 
@@ -57,13 +69,11 @@ def train_to(run: Any, k: int, epoch: int, charge: Callable[[int], None],
                                     'target': epoch, 'round_start': round_start})),
                  force=True)
 
-  config = run.config
   try:
     for e in range(done, epoch):
-      outcome = run.programs.run_epoch(
-          state, epoch=e, keep=None, first_step=first_step, num_outputs=run.num_exits + 1,
-          exit_weights=steps_lib.exit_loss_weights(config.train, run.num_exits, e),
-          should_stop=should_stop)
+      plan = loop.EpochPlan(epoch=e, keep=None, exit_weights=run.exit_weights(e),
+                            num_outputs=run.num_outputs, first_step=first_step)
+      outcome = run.programs.run_epoch(state, {}, plan, _StopCheck(should_stop))
       state, first_step = outcome.state, 0
       if outcome.preempted:
         save(e, outcome.steps_done)

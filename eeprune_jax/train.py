@@ -5,10 +5,14 @@ The learning rate is a function of epoch progress e = epoch + step / steps_in_ep
 (steps per epoch = kept examples // batch size) but leaves the schedule's shape in epochs
 unchanged, so a pruned run follows the same learning-rate curve over fewer steps.
 
-The parts: `steps.py` (pure step functions, optimizer), `loop.py` (the jitted programs and
-the epoch loop), `rounds.py` (pruning rounds), `run_state.py` (what checkpoints carry).
+The parts: `run_context.py` (what stays fixed through a run), `run_state.py` (what changes
+and checkpoints carry), `steps.py` (pure step functions, optimizer), `loop.py` (the jitted
+programs and the epoch loop), `rounds.py` (pruning rounds), `run_writers.py` (TensorBoard,
+console, per-epoch files).
 """
 
+import dataclasses
+import functools
 import math
 import time
 from typing import Any
@@ -17,27 +21,23 @@ from absl import logging
 import jax
 import ml_collections
 import numpy as np
-import tqdm
 
 import eeprune_jax
 from eeprune_jax import checkpoint_recovery
 from eeprune_jax import checkpointing
 from eeprune_jax import compilation_cache
 from eeprune_jax import config_checks
-from eeprune_jax import data as data_lib
 from eeprune_jax import ledger as ledger_lib
 from eeprune_jax import loop
 from eeprune_jax import masks
-from eeprune_jax import methods
 from eeprune_jax import models
 from eeprune_jax import parallel
 from eeprune_jax import rounds as rounds_lib
+from eeprune_jax import run_context
 from eeprune_jax import run_state as run_state_lib
 from eeprune_jax import run_summary
-from eeprune_jax import save_watch
 from eeprune_jax import seed_networks
 from eeprune_jax import steps as steps_lib
-from eeprune_jax import tracking
 from eeprune_jax import workdir as workdir_lib
 from eeprune_jax import workdir_lock
 
@@ -47,69 +47,8 @@ make_optimizer = steps_lib.make_optimizer
 train_step = steps_lib.train_step
 Preemption = loop.Preemption
 
-
-class _Run:
-  """The pieces of one run that `train_and_evaluate` wires together."""
-
-  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
-    self.config, self.workdir = config, workdir
-    self.paths = workdir_lib.RunDir(workdir)
-    self.method = methods.get(config.prune.method)
-    self.is_writer = jax.process_index() == 0
-    self.mesh = parallel.make_mesh()
-    self.pipeline = data_lib.create_pipeline(
-        config.data, batch_size=config.train.batch_size,
-        eval_batch_size=config.train.eval_batch_size, mesh=self.mesh, seed=config.seed,
-        workdir=workdir)
-    self.info = self.pipeline.info
-    self.num_train = len(self.pipeline.train_labels)
-    self.model = models.build_model(config.model, self.info.num_classes,
-                                    axis_name=parallel.BATCH_AXIS)
-    self.num_exits = len(models.exit_blocks(config.model))
-    config_checks.validate_with_data(config, self.num_train)
-    self.manager = checkpointing.make_manager(workdir, config.train.keep_checkpoints)
-    self.saves = save_watch.SaveWatch(self.manager, workdir)
-    self.should_stop = lambda: False  # the run's preemption check, set once it has one
-    workdir_lib.check_or_write_config(workdir, config, self.is_writer,
-                                      has_checkpoint=self.manager.latest_step() is not None)
-    self.exit_macs = models.count_macs(self.model, self.info.image_shape)
-    self.forward_macs = models.forward_macs(self.model, self.info.image_shape)
-    self.programs = loop.Programs(
-        self.pipeline, self.mesh, config.train, track=self.method.needs.training_rows,
-        weighted=self.method.needs.epoch_mask,
-        last_pass=config.train.last_pass_scores or self.method.needs.last_pass,
-        schedule_epochs=self.method.schedule_epochs(config))
-    self.writer = None
-    if self.is_writer:
-      import tensorboardX  # pylint: disable=g-import-not-at-top
-      self.writer = tensorboardX.SummaryWriter(str(self.paths.tensorboard))
-
-  def init_state(self, seed: int) -> steps_lib.TrainState:
-    """A freshly initialised, replicated train state."""
-    return steps_lib.create_train_state(self.model, steps_lib.make_optimizer(self.config.train),
-                                        self.info.image_shape, seed, self.mesh)
-
-  def log_scalars(self, step: int, scalars: dict[str, Any]) -> None:
-    """Writes scalars (lists become one scalar per output) to TensorBoard."""
-    if not self.writer:
-      return
-    names = [f'exit{k}' for k in range(self.num_exits)] + ['final']
-    for key, value in scalars.items():
-      if isinstance(value, list):
-        for name, v in zip(names, value):
-          self.writer.add_scalar(f'{key}/{name}', v, step)
-      elif isinstance(value, (int, float)):
-        self.writer.add_scalar(key, value, step)
-    self.writer.flush()
-
-  def evaluate(self, state: steps_lib.TrainState, rs: run_state_lib.RunState) -> dict[str, Any]:
-    """Per-exit accuracy and loss on the evaluation split."""
-    start = ledger_lib.mark()
-    result = steps_lib.summarise(self.programs.evaluate(state, 'eval', self.num_exits + 1),
-                                 'eval_')
-    rs.ledger.examples_evaluated += result['eval_count']
-    rs.ledger.add_since('eval', start)
-    return result
+RunContext = run_context.RunContext
+Carry = run_state_lib.Carry
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -124,174 +63,221 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """`train_and_evaluate` once the workdir is locked."""
+  """Set up, resume, then epoch by epoch: prune, train, evaluate, log, checkpoint."""
   compilation_cache.enable(config.train.compilation_cache_dir)
-  run = _Run(config, workdir)
-  n = run.num_train
-  state = run.init_state(config.seed)
-  keep = np.ones(n, bool)
-  # The mask and loss weights of the current epoch (all-in but for per-epoch methods).
-  epoch_keep, epoch_weight = np.ones(n, bool), np.ones(n, np.float32)
-  stats = tracking.ExampleStats(n, enabled=run.programs.track)
-  rs = run_state_lib.RunState.new(config.seed)
-
-  last_pass = run.programs.new_last_pass(n, run.num_exits + 1)
-
-  def example_arrays() -> dict[str, np.ndarray]:
-    return {'keep': keep, 'epoch_keep': epoch_keep, 'epoch_weight': epoch_weight,
-            **stats.to_arrays(),
-            **{f'last_pass_{k}': v for k, v in jax.device_get(last_pass).items()}}
-
-  restored = checkpoint_recovery.restore_newest_readable(run.manager, state, example_arrays(),
-                                                        is_writer=run.is_writer)
-  if restored is not None:
-    state, arrays, rs = restored
-    keep, epoch_keep, epoch_weight = arrays['keep'], arrays['epoch_keep'], arrays['epoch_weight']
-    stats.load_arrays(arrays)
-    if last_pass:
-      last_pass = parallel.replicate(run.mesh, {k: arrays[f'last_pass_{k}'] for k in last_pass})
-      stats.last_pass = jax.device_get(last_pass)
-  else:
-    given = config_checks.start_mask(config, n)
-    if given is not None:  # a fresh run from a given keep mask
-      keep = given
-      if run.is_writer:
-        workdir_lib.write_npy(run.paths.keep_mask, keep)
-  ledger = rs.ledger
-  rounds_at = rounds_lib.prune_epochs(config)
-  targets = masks.cumulative_targets(n, config.prune.fraction, max(len(rounds_at), 1))
-  weight_table = parallel.replicate(run.mesh, epoch_weight) if run.programs.weighted else None
-  # Host-side step counter: the loop never reads the device's step inside an epoch.
-  global_step = int(state.step)
-
-  def save(step_in_epoch: int, epoch: int) -> None:
-    start = ledger_lib.mark()
-    rs.epoch, rs.step_in_epoch = epoch, step_in_epoch
-    run.saves.save(global_step, lambda: checkpointing.save(
-        run.manager, global_step, state, example_arrays(), rs))
-    ledger.add_since('checkpoint', start)
-
-  # Epochs this run trains: num_epochs, or fewer for a compressed schedule (cost_matched),
-  # whose fractional last epoch stops part-way.
-  schedule = run.method.schedule_epochs(config)
-  num_epochs = math.ceil(schedule - 1e-9)
-  max_steps = lambda epoch, steps: (None if epoch + 1 <= schedule + 1e-9
-                                    else max(1, round((schedule - epoch) * steps)))
-  preemption = loop.Preemption()
-  run.should_stop = lambda: preemption.should_stop(global_step)
-  remaining_steps = lambda epoch: (num_epochs - epoch) * run.pipeline.steps_per_epoch(keep)
-  bar = tqdm.tqdm(total=global_step + remaining_steps(rs.epoch) - rs.step_in_epoch,
-                  initial=global_step, unit='step', dynamic_ncols=True,
-                  disable=not (config.train.progress_bar and run.is_writer))
-
-  started = False
-
-  def on_dispatch(steps: int) -> None:
-    nonlocal global_step, started
-    if not started:  # data loaded, state built, first program compiled and dispatched
-      ledger.startup_seconds += time.time() - eeprune_jax.IMPORT_TIME
-      started = True
-    global_step += steps
-    run.saves.poll()  # a failed background save stops the run now, not at the next save
-    ledger.train_steps += steps
-    ledger.examples_trained += steps * config.train.batch_size
-    bar.update(steps)
-
-  def on_log(step_in_epoch: int, host: dict[str, np.ndarray]) -> None:
-    _check_finite(host, run.manager)
-    summary = steps_lib.summarise(host, 'train_')
-    bar.set_postfix(loss=f'{float(host["total_loss"]) / max(host["count"], 1):.3f}',
-                    acc=f'{summary["train_accuracy"][-1]:.3f}')
-    progress = epoch + step_in_epoch / run.pipeline.steps_per_epoch(train_keep)
-    progress *= run.programs.schedule_scale  # a compressed schedule (cost_matched)
-    run.log_scalars(global_step, {
-        **summary, 'lr': float(steps_lib.learning_rate(config.train, progress))})
-
+  ctx = RunContext.build(config, workdir)
   try:
-    for epoch in range(rs.epoch, num_epochs):
-      skip = rs.step_in_epoch
-      if epoch in rounds_at and rs.rounds_done <= rounds_at.index(epoch):
-        try:
-          keep = rounds_lib.prune_round(run, state, keep, rs, stats, epoch,
-                                        targets[rounds_at.index(epoch)])
-        except seed_networks.Preempted as e:  # in EL2N's extra networks: the round reruns
-          if global_step not in run.manager.all_steps():  # (else saved at the epoch's end)
-            save(0, epoch)
-          run.saves.wait()
-          logging.warning('Preempted at step %d (%s): checkpoint saved, rerun to resume.',
-                          global_step, e)
-          return {'preempted': True, 'step': global_step}
-        bar.total = global_step + remaining_steps(epoch)
-      if run.method.needs.epoch_mask and not skip:
-        stats.flush()
-        epoch_keep, epoch_weight = run.method.epoch_mask(config, epoch, stats)
-        weight_table = parallel.replicate(run.mesh, epoch_weight)
-      train_keep = keep & epoch_keep
-      start = ledger_lib.mark()
-      outcome = run.programs.run_epoch(
-          state, epoch=epoch, keep=train_keep, first_step=skip, num_outputs=run.num_exits + 1,
-          exit_weights=steps_lib.exit_loss_weights(config.train, run.num_exits, epoch),
-          example_weight=weight_table, on_dispatch=on_dispatch, on_log=on_log,
-          on_rows=stats.add, should_stop=run.should_stop,
-          last_pass=last_pass,
-          max_steps=max_steps(epoch, run.pipeline.steps_per_epoch(train_keep)))
-      state, last_pass = outcome.state, outcome.last_pass
-      train_seconds = ledger.add_since('train', start)
+    carry = _start_or_resume(ctx)
+    schedule = _Schedule.of(ctx)
+    ctx.writers.open_bar(total=carry.step - carry.progress.step_in_epoch
+                         + schedule.remaining_steps(ctx, carry.progress.epoch, carry.keep),
+                         initial=carry.step)
+    observer = _RunObserver(ctx, carry)
+    for epoch in range(carry.progress.epoch, schedule.num_epochs):
+      resumed_at = carry.progress.step_in_epoch  # steps of this epoch done before
+      if schedule.round_due(epoch, carry.progress):
+        if not _prune_round(ctx, carry, schedule, epoch):
+          return _stop_for_preemption(ctx, carry)
+      if ctx.method.needs.epoch_mask and not resumed_at:
+        carry.epoch_keep, carry.epoch_weight = ctx.method.epoch_mask(config, epoch,
+                                                                     _host(carry.table))
+      outcome, train_seconds = _train_epoch(ctx, carry, schedule, epoch, observer)
       if outcome.preempted:
-        save(outcome.steps_done, epoch)
-        run.saves.wait()
-        logging.warning('Preempted at step %d: checkpoint saved, rerun to resume.',
-                        global_step)
-        return {'preempted': True, 'step': global_step}
-      start = time.time()
-      record = {'epoch': epoch + 1, 'step': global_step, 'steps': outcome.steps_done - skip,
-                'kept': int(train_keep.sum()), 'train_seconds': train_seconds,
-                **steps_lib.summarise(outcome.sums, 'train_'), **run.evaluate(state, rs)}
-      record['eval_seconds'] = time.time() - start
-      if last_pass:
-        stats.last_pass = jax.device_get(last_pass)
-        if config.train.last_pass_scores and run.is_writer:
-          _write_last_pass(run.paths.last_pass(epoch + 1), stats.last_pass)
-      rs.history.append(record)
-      run.log_scalars(global_step, record)
-      logging.info('epoch %d: %s', epoch + 1, record)
-      if run.is_writer:
-        bar.write(_epoch_line(record, n))
-        workdir_lib.write_json(run.paths.progress, {
-            'epoch': epoch + 1, 'num_epochs': num_epochs,
-            'test_accuracy': record['eval_accuracy'][-1]})
-      rs.step_in_epoch = 0
-      if (epoch + 1) % config.train.checkpoint_every_epochs == 0 or epoch + 1 == num_epochs:
-        save(0, epoch + 1)
+        _save(ctx, carry, outcome.steps_done, epoch)
+        return _stop_for_preemption(ctx, carry)
+      _end_epoch(ctx, carry, epoch, outcome.sums, outcome.steps_done - resumed_at,
+                 train_seconds, schedule.num_epochs)
+      if (epoch + 1) % config.train.checkpoint_every_epochs == 0 or (
+          epoch + 1 == schedule.num_epochs):
+        _save(ctx, carry, 0, epoch + 1)
   finally:
-    bar.close()
-    preemption.restore()
-    run.saves.wait()
-    if run.writer:
-      run.writer.close()
-
-  summary = _write_summary(run, rs, keep)
-  if run.is_writer:
+    ctx.writers.close()
+    ctx.preemption.restore()
+    ctx.saves.wait()
+  summary = _write_summary(ctx, carry.progress, carry.keep)
+  if ctx.is_writer:
     print(run_summary.closing_lines(summary, workdir), flush=True)
   return summary
 
 
-def _epoch_line(record: dict[str, Any], num_train: int) -> str:
-  """One console line per epoch: train/test accuracy of every exit, final last."""
-  fmt = lambda accs: '/'.join(f'{a:.3f}' for a in accs)
-  kept = f'  kept {record["kept"] / num_train:.1%}' if record['kept'] < num_train else ''
-  return (f"epoch {record['epoch']:>3}  step {record['step']:>7}  "
-          f"train acc {fmt(record['train_accuracy'])}  test acc {fmt(record['eval_accuracy'])}"
-          f"{kept}")
+@dataclasses.dataclass(frozen=True)
+class _Schedule:
+  """When the run prunes, how much, and how many epochs it trains."""
+  rounds_at: list[int]  # the epochs at whose start a pruning round runs
+  targets: list[int]  # examples pruned in total after each round
+  epochs: float  # the schedule's length: num_epochs, or fewer (cost_matched), fractional
+  num_epochs: int  # epochs the run trains (the last one part-way for a fractional schedule)
+
+  @classmethod
+  def of(cls, ctx: RunContext) -> '_Schedule':
+    """The run's schedule from its config and method."""
+    rounds_at = rounds_lib.prune_epochs(ctx.config)
+    epochs = ctx.method.schedule_epochs(ctx.config)
+    targets = masks.cumulative_targets(ctx.num_train, ctx.config.prune.fraction,
+                                       max(len(rounds_at), 1))
+    return cls(rounds_at, targets, epochs, math.ceil(epochs - 1e-9))
+
+  def round_due(self, epoch: int, progress: run_state_lib.RunState) -> bool:
+    """A pruning round runs at the start of `epoch` and has not run yet."""
+    return epoch in self.rounds_at and progress.rounds_done <= self.rounds_at.index(epoch)
+
+  def max_steps(self, epoch: int, steps: int) -> int | None:
+    """Where a fractional last epoch stops; None: the whole epoch."""
+    if epoch + 1 <= self.epochs + 1e-9:
+      return None
+    return max(1, round((self.epochs - epoch) * steps))
+
+  def remaining_steps(self, ctx: RunContext, epoch: int, keep: np.ndarray) -> int:
+    """Train steps from the start of `epoch` to the end, for the progress bar."""
+    return (self.num_epochs - epoch) * ctx.pipeline.steps_per_epoch(keep)
 
 
-def _write_last_pass(path: Any, table: dict[str, np.ndarray]) -> None:
-  """One epoch's last-pass table in compact dtypes, `index` in canonical order."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  workdir_lib.write_npz(path, index=np.arange(len(table['epoch']), dtype=np.int32),
-                        conf=table['conf'].astype(np.float16), correct=table['correct'],
-                        loss=table['loss'].astype(np.float16),
-                        epoch=table['epoch'].astype(np.int16))
+class _RunObserver(loop.EpochObserver):
+  """The run's side of the epoch loop: ledger, step count, progress bar, TensorBoard
+  scalars, the non-finite check and the preemption check."""
+
+  def __init__(self, ctx: RunContext, carry: Carry):
+    self.ctx, self.carry = ctx, carry
+    self.started = False  # a dispatch ran: start-up is over
+    self.epoch, self.steps_in_epoch = 0, 1  # the epoch now training (`start_epoch`)
+
+  def start_epoch(self, epoch: int, steps_in_epoch: int) -> None:
+    """The epoch about to train and its length in the schedule (learning-rate logging)."""
+    self.epoch, self.steps_in_epoch = epoch, steps_in_epoch
+
+  def dispatched(self, steps: int) -> None:
+    ledger = self.carry.progress.ledger
+    if not self.started:  # data loaded, state built, first program compiled and dispatched
+      ledger.startup_seconds += time.time() - eeprune_jax.IMPORT_TIME
+      self.started = True
+    self.carry.step += steps
+    self.ctx.saves.poll()  # a failed background save stops the run now, not at the next save
+    ledger.train_steps += steps
+    ledger.examples_trained += steps * self.ctx.config.train.batch_size
+    self.ctx.writers.bar.update(steps)
+
+  def logged(self, step_in_epoch: int, sums: dict[str, np.ndarray]) -> None:
+    _check_finite(sums, self.ctx.manager)
+    summary = steps_lib.summarise(sums, 'train_')
+    self.ctx.writers.bar.set_postfix(
+        loss=f'{float(sums["total_loss"]) / max(sums["count"], 1):.3f}',
+        acc=f'{summary["train_accuracy"][-1]:.3f}')
+    progress = self.epoch + step_in_epoch / self.steps_in_epoch
+    progress *= self.ctx.programs.schedule_scale  # a compressed schedule (cost_matched)
+    self.ctx.writers.scalars(self.carry.step, {
+        **summary, 'lr': float(steps_lib.learning_rate(self.ctx.config.train, progress))})
+
+  def should_stop(self) -> bool:
+    return self.ctx.preemption.should_stop(self.carry.step)
+
+
+def _start_or_resume(ctx: RunContext) -> Carry:
+  """A fresh run's carry (from `prune.mask_path` if given), or the newest checkpoint's."""
+  config, n = ctx.config, ctx.num_train
+  carry = Carry.new(ctx.init_state(config.seed), ctx.programs.new_table(n, ctx.num_outputs),
+                    n, config.seed)
+  restored = checkpoint_recovery.restore_newest_readable(
+      ctx.manager, carry.state, carry.example_arrays(jax.device_get(carry.table)),
+      is_writer=ctx.is_writer)
+  if restored is None:
+    given = config_checks.start_mask(config, n)
+    if given is not None:  # a fresh run from a given keep mask
+      carry.keep = given
+      if ctx.is_writer:
+        workdir_lib.write_npy(ctx.paths.keep_mask, given)
+    return carry
+  state, arrays, progress = restored
+  table = (parallel.replicate(ctx.mesh, {k: arrays[f'table_{k}'] for k in carry.table})
+           if carry.table else {})
+  return Carry(state=state, keep=arrays['keep'], epoch_keep=arrays['epoch_keep'],
+               epoch_weight=arrays['epoch_weight'], table=table, progress=progress,
+               step=int(state.step))
+
+
+def _prune_round(ctx: RunContext, carry: Carry, schedule: _Schedule, epoch: int) -> bool:
+  """The pruning round at the start of `epoch`; False if a preemption stopped it (in
+  EL2N's extra networks: the round reruns), with the run checkpointed."""
+  try:
+    carry.keep = rounds_lib.prune_round(ctx, carry.state, carry.keep, carry.progress,
+                                        _host(carry.table), epoch,
+                                        schedule.targets[schedule.rounds_at.index(epoch)])
+  except seed_networks.Preempted as e:
+    if carry.step not in ctx.manager.all_steps():  # (else saved at the epoch's end)
+      _save(ctx, carry, 0, epoch)
+    logging.warning('Preemption in the pruning round: %s.', e)
+    return False
+  ctx.writers.bar.total = carry.step + schedule.remaining_steps(ctx, epoch, carry.keep)
+  return True
+
+
+def _train_epoch(ctx: RunContext, carry: Carry, schedule: _Schedule, epoch: int,
+                 observer: _RunObserver) -> tuple[loop.EpochOutcome, float]:
+  """Trains `epoch` (from where a resumed one stopped); the outcome and its seconds."""
+  train_keep = carry.train_keep
+  steps = ctx.pipeline.steps_per_epoch(train_keep)
+  observer.start_epoch(epoch, steps)
+  plan = loop.EpochPlan(
+      epoch=epoch, keep=train_keep, exit_weights=ctx.exit_weights(epoch),
+      num_outputs=ctx.num_outputs, first_step=carry.progress.step_in_epoch,
+      example_weight=(parallel.replicate(ctx.mesh, carry.epoch_weight)
+                      if ctx.programs.weighted else None),
+      max_steps=schedule.max_steps(epoch, steps))
+  start = ledger_lib.mark()
+  outcome = ctx.programs.run_epoch(carry.state, carry.table, plan, observer)
+  carry.state, carry.table = outcome.state, outcome.table
+  return outcome, carry.progress.ledger.add_since('train', start)
+
+
+def _end_epoch(ctx: RunContext, carry: Carry, epoch: int, sums: dict[str, np.ndarray],
+               steps: int, train_seconds: float, num_epochs: int) -> None:
+  """Evaluates after `epoch`, records it in the history and writes its logs and files."""
+  start = time.time()
+  record = {'epoch': epoch + 1, 'step': carry.step, 'steps': steps,
+            'kept': int(carry.train_keep.sum()), 'train_seconds': train_seconds,
+            **steps_lib.summarise(sums, 'train_'), **_evaluate(ctx, carry)}
+  record['eval_seconds'] = time.time() - start
+  if carry.table and ctx.config.train.last_pass_scores:
+    ctx.writers.last_pass(epoch + 1, jax.device_get(carry.table))
+  carry.progress.history.append(record)
+  carry.progress.step_in_epoch = 0
+  logging.info('epoch %d: %s', epoch + 1, record)
+  ctx.writers.epoch(record, ctx.num_train, num_epochs)
+
+
+def _evaluate(ctx: RunContext, carry: Carry) -> dict[str, Any]:
+  """Per-exit accuracy and loss on the evaluation split, charged to the ledger."""
+  start = ledger_lib.mark()
+  result = steps_lib.summarise(ctx.programs.evaluate(carry.state, 'eval', ctx.num_outputs),
+                               'eval_')
+  carry.progress.ledger.examples_evaluated += result['eval_count']
+  carry.progress.ledger.add_since('eval', start)
+  return result
+
+
+def _save(ctx: RunContext, carry: Carry, step_in_epoch: int, epoch: int) -> None:
+  """Checkpoints the carry (asynchronously) as of step `step_in_epoch` of `epoch`."""
+  start = ledger_lib.mark()
+  carry.progress.epoch, carry.progress.step_in_epoch = epoch, step_in_epoch
+  ctx.saves.save(carry.step, functools.partial(_write_checkpoint, ctx, carry))
+  carry.progress.ledger.add_since('checkpoint', start)
+
+
+def _write_checkpoint(ctx: RunContext, carry: Carry) -> None:
+  """Starts the Orbax save of the carry as it is now."""
+  checkpointing.save(ctx.manager, carry.step, carry.state,
+                     carry.example_arrays(jax.device_get(carry.table)), carry.progress)
+
+
+def _stop_for_preemption(ctx: RunContext, carry: Carry) -> dict[str, Any]:
+  """Waits for the checkpoint just saved; the run's answer to a preemption."""
+  ctx.saves.wait()
+  logging.warning('Preempted at step %d: checkpoint saved, rerun to resume.', carry.step)
+  return {'preempted': True, 'step': carry.step}
+
+
+def _host(table: dict[str, jax.Array]) -> dict[str, np.ndarray] | None:
+  """The per-example table copied to the host (None when the run keeps none)."""
+  return jax.device_get(table) if table else None
 
 
 def _check_finite(host_sums: dict[str, Any], manager: Any) -> None:
@@ -304,7 +290,7 @@ def _check_finite(host_sums: dict[str, Any], manager: Any) -> None:
         f'{manager.latest_step()}) is kept: lower train.learning_rate or check the data.')
 
 
-def _write_summary(run: _Run, rs: run_state_lib.RunState, keep: np.ndarray
+def _write_summary(run: RunContext, rs: run_state_lib.RunState, keep: np.ndarray
                    ) -> dict[str, Any]:
   """The run's summary.json: config, per-exit test accuracy, pruning, cost ledger."""
   config = run.config

@@ -35,7 +35,6 @@ from eeprune_jax import masks
 from eeprune_jax import methods
 from eeprune_jax import workdir as workdir_lib
 from eeprune_jax.data import sources
-from eeprune_jax.methods import eeprune as eeprune_lib
 
 FLAGS = flags.FLAGS
 SOURCES = ('scores', 'last_pass')
@@ -160,8 +159,8 @@ def agreement(workdir: str, round_index: int = 0) -> dict[str, Any]:
     raise ValueError(f'scores_round{round_index}.npz holds no scoring pass (pred/conf): the '
                      "run's method scored without one.")
   k, labels = config.prune.exit, scored['label']
-  el_s = eeprune_lib.eligible(scored['pred'][:, k], scored['pred'][:, -1], labels)
-  el_f = eeprune_lib.eligible(free['pred'][:, k], free['pred'][:, -1], labels)
+  el_s = masks.eeprune_eligible(scored['pred'][:, k], scored['pred'][:, -1], labels)
+  el_f = masks.eeprune_eligible(free['pred'][:, k], free['pred'][:, -1], labels)
   cs, cf = scored['conf'][:, k], free['conf'][:, k]
   both = el_s & el_f
   num_pruned = int((~scored['keep']).sum())

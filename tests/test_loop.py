@@ -1,20 +1,22 @@
 """The epoch loop's jitted programs: no host traffic inside an epoch, many steps per
-dispatch equal to one, tracked rows of every step, eval and scoring in one pass."""
+dispatch equal to one, the per-example table of every step, eval and scoring in one pass."""
 
 import jax
 import numpy as np
 import pytest
 
 from eeprune_jax import data as data_lib
+from eeprune_jax import example_table
 from eeprune_jax import loop
 from eeprune_jax import models
 from eeprune_jax import parallel
 from eeprune_jax import scoring
 from eeprune_jax import steps
+from forgetting_reference import ForgettingReference
 import tiny_config as tiny_config_lib
 
 
-def _setup(steps_per_dispatch=5, track=False, weighted=False, image_size=8, last_pass=False):
+def _setup(steps_per_dispatch=5, weighted=False, image_size=8, table=False):
   config = tiny_config_lib.get_config()
   config.data.image_size = image_size
   config.model.width = 0.25
@@ -26,30 +28,47 @@ def _setup(steps_per_dispatch=5, track=False, weighted=False, image_size=8, last
   model = models.build_model(config.model, 10, axis_name=parallel.BATCH_AXIS)
   state = steps.create_train_state(model, steps.make_optimizer(config.train),
                                    pipeline.info.image_shape, 0, mesh)
-  programs = loop.Programs(pipeline, mesh, config.train, track=track, weighted=weighted,
-                           last_pass=last_pass)
+  programs = loop.Programs(pipeline, mesh, config.train, weighted=weighted, table=table)
   return config, mesh, pipeline, state, programs
 
 
-def _epoch(programs, state, keep=None, **kwargs):
-  return programs.run_epoch(state, epoch=0, keep=keep, num_outputs=2,
-                            exit_weights=np.ones(1, np.float32), **kwargs)
+def _epoch(programs, state, keep=None, table=None, observer=None, **plan):
+  plan = loop.EpochPlan(epoch=plan.pop('epoch', 0), keep=keep, num_outputs=2,
+                        exit_weights=np.ones(1, np.float32), **plan)
+  return programs.run_epoch(state, {} if table is None else table, plan,
+                            observer or loop.EpochObserver())
+
+
+class _StopAfter(loop.EpochObserver):
+  """Stops the epoch once `dispatches` dispatches ran; records their steps."""
+
+  def __init__(self, dispatches):
+    self.limit, self.calls = dispatches, []
+
+  def dispatched(self, steps):
+    self.calls.append(steps)
+
+  def should_stop(self):
+    return len(self.calls) >= self.limit
 
 
 def test_an_epoch_and_an_eval_make_no_implicit_host_device_transfer():
-  config, mesh, pipeline, state, programs = _setup(track=True, weighted=True)
-  weights = parallel.replicate(mesh, np.ones(pipeline.info.num_train, np.float32))
-  rows = []
-  _epoch(programs, state, example_weight=weights)  # compiles outside the guard
+  config, mesh, pipeline, state, programs = _setup(weighted=True, table=True)
+  n = pipeline.info.num_train
+  weights = parallel.replicate(mesh, np.ones(n, np.float32))
+  # compiles outside the guard
+  _epoch(programs, state, example_weight=weights, table=programs.new_table(n, 2))
   state = steps.create_train_state(
       models.build_model(config.model, 10, axis_name=parallel.BATCH_AXIS),
       steps.make_optimizer(config.train), pipeline.info.image_shape, 0, mesh)
+  table = programs.new_table(n, 2)
   with jax.transfer_guard('disallow'):
-    outcome = _epoch(programs, state, example_weight=weights, on_rows=rows.append)
+    outcome = _epoch(programs, state, example_weight=weights, table=table)
     sums = programs.evaluate(outcome.state, 'eval', 2)
   assert outcome.steps_done == pipeline.steps_per_epoch(None) and not outcome.preempted
   assert float(sums['count']) == pipeline.info.num_eval
-  assert len(rows) == -(-outcome.steps_done // programs.steps_per_dispatch)
+  trained = jax.device_get(outcome.table['epoch']) == 0
+  assert trained.sum() == outcome.steps_done * 64
 
 
 def test_the_guard_catches_an_implicit_transfer():
@@ -79,20 +98,6 @@ def test_many_steps_per_dispatch_equal_one_step_per_dispatch():
   jax.tree.map(close, jax.device_get(a.state.params), jax.device_get(b.state.params))
 
 
-def test_tracked_rows_hold_every_trained_example_once_in_step_order():
-  _, _, pipeline, state, programs = _setup(track=True)
-  keep = np.ones(pipeline.info.num_train, bool)
-  keep[::3] = False
-  rows = []
-  outcome = _epoch(programs, state, keep=keep, on_rows=rows.append)
-  host = [{k: np.asarray(v).reshape(-1) for k, v in parallel.global_to_host(r).items()}
-          for r in rows]
-  index = np.concatenate([h['index'][h['index'] >= 0] for h in host])
-  expected = np.concatenate([np.asarray(b['index']) for b in pipeline.train_epoch(0, keep)])
-  np.testing.assert_array_equal(index, expected)  # the epoch's order, step by step
-  assert len(index) == outcome.steps_done * 64 and keep[index].all()
-
-
 def test_a_resumed_epoch_starts_at_its_step_and_runs_the_rest():
   _, _, pipeline, state, programs = _setup()
   steps_in_epoch = pipeline.steps_per_epoch(None)
@@ -105,7 +110,7 @@ def test_an_epoch_stopped_and_resumed_equals_the_whole_epoch_bit_for_bit():
   _, _, pipeline, state, programs = _setup()
   whole = _epoch(programs, state).state
   _, _, _, state, programs = _setup()
-  stopped = _epoch(programs, state, should_stop=lambda: True)
+  stopped = _epoch(programs, state, observer=_StopAfter(0))
   assert stopped.preempted and stopped.steps_done == programs.steps_per_dispatch
   resumed = _epoch(programs, stopped.state, first_step=stopped.steps_done).state
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(whole.params),
@@ -124,9 +129,7 @@ def test_auto_steps_per_dispatch_is_one_on_cpu_and_log_every_steps_elsewhere(mon
 
 def test_should_stop_ends_the_epoch_at_a_dispatch_boundary():
   _, _, pipeline, state, programs = _setup()
-  calls = []
-  outcome = _epoch(programs, state, should_stop=lambda: len(calls) >= 2,
-                   on_dispatch=calls.append)
+  outcome = _epoch(programs, state, observer=_StopAfter(2))
   assert outcome.preempted and outcome.steps_done == 2 * programs.steps_per_dispatch
   assert float(outcome.sums['count']) == outcome.steps_done * 64
 
@@ -157,14 +160,14 @@ def test_the_eval_pass_equals_eval_steps_batch_by_batch():
 
 @pytest.mark.parametrize('steps_per_dispatch', [1, 2])
 def test_the_last_pass_table_holds_what_each_examples_train_step_computed(steps_per_dispatch):
-  config, mesh, pipeline, state, programs = _setup(steps_per_dispatch, last_pass=True)
+  config, mesh, pipeline, state, programs = _setup(steps_per_dispatch, table=True)
   n = pipeline.info.num_train
   keep = np.zeros(n, bool)
   keep[100:100 + 3 * 64] = True  # three steps
-  table = programs.new_last_pass(n, 2)
+  table = programs.new_table(n, 2)
   start = jax.device_get(state)  # the run donates its state; replay from a copy
-  outcome = _epoch(programs, state, keep=keep, last_pass=table)
-  got = jax.device_get(outcome.last_pass)
+  outcome = _epoch(programs, state, keep=keep, table=table)
+  got = jax.device_get(outcome.table)
   # The same three steps, one jitted train step each, on the same batches and rates.
   P = jax.sharding.PartitionSpec
   step = parallel.data_parallel(steps.train_step, mesh, in_specs=(P(), P('batch'), P()),
@@ -186,3 +189,26 @@ def test_the_last_pass_table_holds_what_each_examples_train_step_computed(steps_
   np.testing.assert_allclose(got['loss'], expected['loss'], rtol=1e-4, atol=1e-5)
   assert (got['correct'] == expected['correct']).mean() > 0.99
   assert np.all(got['conf'][~keep] == 0)  # never trained on: untouched
+
+
+def test_the_tables_forgetting_counts_equal_a_host_reference_of_the_same_passes():
+  """Three epochs (the second skips a third of the data), two steps per dispatch: the
+  counts, never-learned and last loss the train program keeps equal the old host tracker
+  fed each epoch's passes (an example is trained at most once per epoch, so the table
+  after epoch e holds every pass of epoch e: those with `epoch == e`)."""
+  _, mesh, pipeline, state, programs = _setup(2, table=True)
+  n = pipeline.info.num_train
+  table, ref = programs.new_table(n, 2), ForgettingReference(n)
+  for epoch in range(3):
+    keep = (np.arange(n) % 3 != 0) if epoch == 1 else None
+    outcome = _epoch(programs, state, keep=keep, table=table, epoch=epoch)
+    state, table = outcome.state, outcome.table
+    host = jax.device_get(table)
+    index = np.flatnonzero(host['epoch'] == epoch)
+    assert len(index) == outcome.steps_done * 64
+    ref.update(index, host['correct'][index, -1], host['loss'][index, -1])
+  np.testing.assert_array_equal(host['forget_counts'], ref.counts)
+  np.testing.assert_array_equal(example_table.never_learned(host), ref.never_learned())
+  np.testing.assert_array_equal(example_table.presented(host), ref.presented())
+  np.testing.assert_array_equal(example_table.last_loss(host), ref.last_loss)
+  assert ref.counts.max() >= 1  # some example was forgotten: the check is not vacuous

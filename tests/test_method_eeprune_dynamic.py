@@ -9,7 +9,7 @@ import pytest
 from eeprune_jax import checkpointing
 from eeprune_jax import compare
 from eeprune_jax import methods
-from eeprune_jax import tracking
+from eeprune_jax import example_table
 from eeprune_jax import train
 from eeprune_jax.methods import eeprune_dynamic
 import tiny_config as tiny_config_lib
@@ -70,13 +70,12 @@ def test_epoch_mask_schedule_and_seeding():
       prune=dict(method='eeprune_dynamic', epoch=2, fraction=0.5, threshold=0.3, exit=0,
                  infobatch_anneal=0.25)))
   method = methods.get('eeprune_dynamic')
-  assert method.needs == methods.Needs(last_pass=True, epoch_mask=True)
-  stats = tracking.ExampleStats(200, enabled=False)
+  assert method.needs == methods.Needs(example_table=True, epoch_mask=True)
   n_eligible = eeprune_dynamic.eligible(_table(), 0, 0.3).sum()
-  keep, _ = method.epoch_mask(config, 3, stats)  # no table yet: full data
+  keep, _ = method.epoch_mask(config, 3, example_table.empty(200, 2))  # none trained: all in
   assert keep.all()
-  stats.last_pass = _table()
-  masks = {e: method.epoch_mask(config, e, stats) for e in range(8)}
+  table = _table()
+  masks = {e: method.epoch_mask(config, e, table) for e in range(8)}
   for e, (keep, weight) in masks.items():
     if e < 2 or e >= 6:  # before prune.epoch, and the annealed last quarter
       assert keep.all() and (weight == 1).all()
@@ -84,7 +83,7 @@ def test_epoch_mask_schedule_and_seeding():
       assert (~keep).sum() == round(0.5 * n_eligible)
   assert not np.array_equal(masks[2][0], masks[3][0])  # a fresh draw every epoch
   # Seeded by (seed, epoch): the same epoch redraws the same mask (a resumed run).
-  np.testing.assert_array_equal(method.epoch_mask(config, 3, stats)[0], masks[3][0])
+  np.testing.assert_array_equal(method.epoch_mask(config, 3, table)[0], masks[3][0])
 
 
 def test_compare_knows_it():
@@ -110,11 +109,9 @@ def dynamic_run(tmp_path_factory):
   calls = []
   original = eeprune_dynamic.EEPruneDynamic.epoch_mask
 
-  def recording(self, config, epoch, stats):
-    keep, weight = original(self, config, epoch, stats)
-    table = None if stats.last_pass is None else {k: np.array(v)
-                                                  for k, v in stats.last_pass.items()}
-    calls.append((epoch, table, keep, weight))
+  def recording(self, config, epoch, table):
+    keep, weight = original(self, config, epoch, table)
+    calls.append((epoch, {k: np.array(v) for k, v in table.items()}, keep, weight))
     return keep, weight
 
   with pytest.MonkeyPatch.context() as mp:

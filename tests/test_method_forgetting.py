@@ -1,54 +1,13 @@
-"""Forgetting events: the tracker's transitions and state, and the priority's order."""
+"""Forgetting events: the scores read from the per-example table, the priority's order.
+The table's counting itself: tests/test_example_table.py."""
 
-import json
-
+import jax
 import numpy as np
 
+from eeprune_jax import example_table
 from eeprune_jax import masks
+from eeprune_jax import methods
 from eeprune_jax.methods import forgetting
-
-
-def test_forgetting_transitions():
-  tracker = forgetting.ForgettingTracker(4)
-  # Presentations per example: 0: C I C I (2 events), 1: I C (0), 2: C C (0), 3: I I (never).
-  tracker.update(np.array([0, 1, 2, 3]), np.array([True, False, True, False]))
-  tracker.update(np.array([3, 0, 1]), np.array([False, False, True]))
-  tracker.update(np.array([0, 2]), np.array([True, True]))
-  tracker.update(np.array([0]), np.array([False]))
-  np.testing.assert_array_equal(tracker.counts(), [2, 0, 0, 0])
-  np.testing.assert_array_equal(tracker.never_learned(), [False, False, False, True])
-  np.testing.assert_array_equal(tracker.presentations(), [4, 2, 2, 2])
-
-
-def test_forgetting_first_presentation_incorrect_is_not_an_event():
-  tracker = forgetting.ForgettingTracker(2)
-  tracker.update(np.array([0, 1]), np.array([False, True]))
-  np.testing.assert_array_equal(tracker.counts(), [0, 0])
-  tracker.update(np.array([0, 1]), np.array([True, False]))  # learning event, forgetting event
-  np.testing.assert_array_equal(tracker.counts(), [0, 1])
-
-
-def test_forgetting_valid_mask_and_repeats():
-  tracker = forgetting.ForgettingTracker(3)
-  # A repeated index is two consecutive presentations in row order: C then I = 1 event.
-  tracker.update(np.array([1, 2, 1, 0]), np.array([True, True, False, True]),
-                 valid=np.array([True, True, True, False]))
-  np.testing.assert_array_equal(tracker.counts(), [0, 1, 0])
-  np.testing.assert_array_equal(tracker.presented(), [False, True, True])
-  np.testing.assert_array_equal(tracker.never_learned(), [False, False, False])
-
-
-def test_forgetting_state_dict_roundtrip_through_json():
-  tracker = forgetting.ForgettingTracker(3)
-  tracker.update(np.array([0, 1]), np.array([True, False]))
-  restored = forgetting.ForgettingTracker.from_state_dict(
-      json.loads(json.dumps(tracker.state_dict())))
-  for t in (tracker, restored):  # both continue identically
-    t.update(np.array([0, 1]), np.array([False, False]))
-  np.testing.assert_array_equal(restored.counts(), tracker.counts())
-  np.testing.assert_array_equal(restored.counts(), [1, 0, 0])
-  np.testing.assert_array_equal(restored.never_learned(), [False, True, False])
-  np.testing.assert_array_equal(restored.presented(), [True, True, False])
 
 
 def test_forgetting_priority_order():
@@ -80,11 +39,23 @@ def test_forgetting_priority_breaks_ties_randomly():
   np.testing.assert_array_equal(a, b)
 
 
-def test_forgetting_priority_of_tracked_events():
-  tracker = forgetting.ForgettingTracker(4)
-  tracker.update(np.array([0, 1, 2]), np.array([True, False, True]))
-  tracker.update(np.array([0, 1, 2]), np.array([False, False, True]))
-  priority = forgetting.forgetting_priority(tracker.counts(), tracker.never_learned(),
-                                            np.random.default_rng(0), tracker.presented())
+def test_forgetting_scores_read_the_table():
+  table = example_table.empty(4, 2)
+  # Presentations: 0: C I (1 event), 1: I I (never learned), 2: C C (0), 3: never presented.
+  for correct in ([True, False, True], [False, False, True]):
+    c = np.array(correct)
+    table = jax.jit(example_table.record)(table, {
+        'index': np.arange(3, dtype=np.int32), 'correct': np.stack([c, c], 1),
+        'conf': np.zeros((3, 2), np.float32), 'loss': np.zeros((3, 2), np.float32)},
+        np.int32(0))
+  ctx = methods.RoundContext(config=None, state=None, epoch=1, labels=np.zeros(4, np.int32),
+                             mesh=None, pipeline=None, ledger=None, score=None,
+                             seed_states=None, table=jax.device_get(table))
+  scores = methods.get('forgetting').scores(ctx)
+  np.testing.assert_array_equal(scores['forget_counts'], [1, 0, 0, 0])
+  np.testing.assert_array_equal(scores['never_learned'], [False, True, False, False])
+  np.testing.assert_array_equal(scores['presented'], [True, True, True, False])
+  priority = forgetting.forgetting_priority(scores['forget_counts'], scores['never_learned'],
+                                            np.random.default_rng(0), scores['presented'])
   np.testing.assert_array_equal(np.argsort(-priority), [2, 0, 1, 3])
   assert priority[3] == -np.inf

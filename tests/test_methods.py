@@ -22,7 +22,7 @@ import pytest
 from eeprune_jax import compare
 from eeprune_jax import config_checks
 from eeprune_jax import methods
-from eeprune_jax import tracking
+from eeprune_jax import example_table
 import tiny_config
 import xla_env
 
@@ -179,11 +179,14 @@ def test_every_builtin_method_keeps_its_pre_plugin_masks():
 
 def test_infobatch_keeps_its_pre_plugin_epoch_masks():
   config, losses = infobatch_config(), infobatch_losses()
-  stats = tracking.ExampleStats(len(losses), enabled=True)
-  stats.last_loss = losses.astype(np.float32)
+  # A table whose last final-exit losses are `losses` (NaN: never trained on).
+  table = example_table.empty(len(losses), 2)
+  table['epoch'][:] = np.where(np.isnan(losses), -1, 0)
+  table['loss'][:, -1] = np.nan_to_num(losses)
+  np.testing.assert_array_equal(example_table.last_loss(table), losses.astype(np.float32))
   got = {}
   for epoch in range(8):
-    keep, weight = methods.get('infobatch').epoch_mask(config, epoch, stats)
+    keep, weight = methods.get('infobatch').epoch_mask(config, epoch, table)
     got[epoch] = (int((~keep).sum()), _sha(np.packbits(keep), weight))
   assert got == PINNED_INFOBATCH
 
@@ -246,6 +249,35 @@ def test_no_module_outside_methods_switches_on_a_method_name():
   # The check itself finds the old kind of dispatch.
   assert _switches_on_a_method_name(ast.parse("if p.method in ('el2n', 'grand'): pass"))
   assert _switches_on_a_method_name(ast.parse("r.method.startswith('eeprune')"))
+
+
+def _method_modules_imported(tree: ast.AST) -> list[str]:
+  """Imports of a method module (eeprune_jax.methods.<name>, base excepted)."""
+  found = []
+  for node in ast.walk(tree):
+    if isinstance(node, ast.ImportFrom) and node.module:
+      names = ([f'{node.module}.{a.name}' for a in node.names]
+               if node.module == 'eeprune_jax.methods' else [node.module])
+    elif isinstance(node, ast.Import):
+      names = [a.name for a in node.names]
+    else:
+      continue
+    found += [m for m in names if re.fullmatch(r'eeprune_jax\.methods\.(?!base$)\w+', m)]
+  return found
+
+
+def test_no_module_outside_methods_imports_a_method_module():
+  """Only `methods/` knows the methods: everything else asks the registry."""
+  files = [p for d in ('eeprune_jax', 'benchmarks', 'docs', 'launch')
+           for p in (REPO / d).rglob('*.py') if 'methods' not in p.parts]
+  assert len(files) > 40
+  found = {str(p.relative_to(REPO)): _method_modules_imported(ast.parse(p.read_text()))
+           for p in files}
+  assert {k: v for k, v in found.items() if v} == {}
+  # The check itself finds both spellings.
+  assert _method_modules_imported(ast.parse('from eeprune_jax.methods import forgetting'))
+  assert _method_modules_imported(ast.parse('import eeprune_jax.methods.el2n as e'))
+  assert not _method_modules_imported(ast.parse('from eeprune_jax.methods import base'))
 
 
 def _run_with_toy_method(module: str, *args: str) -> None:

@@ -585,6 +585,20 @@ def test_baseline_methods_run_end_to_end(method, overrides, tmp_path):
 
 
 
+def test_forgetting_preempted_before_its_round_resumes_to_the_same_mask(tmp_path, monkeypatch):
+  """Its forgetting counts live in the per-example table: a run preempted mid-way through
+  epoch 1 (counts half-updated) resumes from the checkpoint's table to the same counts."""
+  config = lambda: tiny_config(**{'prune.method': 'forgetting'})
+  full = train.train_and_evaluate(config(), str(tmp_path / 'full'))
+  stop_at = full['history'][1]['step'] - 3
+  monkeypatch.setattr(train.Preemption, 'should_stop', lambda self, step: step == stop_at)
+  assert train.train_and_evaluate(config(), str(tmp_path / 'resumed'))['preempted']
+  monkeypatch.undo()
+  resumed = train.train_and_evaluate(config(), str(tmp_path / 'resumed'))
+  _assert_same_run(tmp_path / 'full', full, tmp_path / 'resumed', resumed)
+  assert np.load(tmp_path / 'full' / 'scores.npz')['forget_counts'].max() > 0
+
+
 def test_a_relative_workdir_checkpoints_and_restores(tmp_path, monkeypatch):
   """Orbax refuses relative paths; a workdir given as one (as users type it) still works."""
   from eeprune_jax import run_state  # pylint: disable=g-import-not-at-top

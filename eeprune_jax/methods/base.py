@@ -28,15 +28,13 @@ class Needs:
   # A pass over the training set at a pruning round (forward or per-example gradients):
   # its time is charged to the ledger's 'score' phase.
   scoring_pass: bool = False
-  # Every train step's per-example rows (index, final-exit correctness and loss), summed
-  # up in `RoundContext.stats` (forgetting events, latest loss).
-  training_rows: bool = False
   # A fresh keep mask and per-example loss weights every epoch (`Method.epoch_mask`)
   # instead of pruning rounds.
   epoch_mask: bool = False
-  # Every example's latest training pass (`loop.Programs.new_last_pass`: conf, correct,
-  # loss [N, E+1], epoch [N]), on the host as `stats.last_pass` before each epoch.
-  last_pass: bool = False
+  # The per-example table (`example_table`: every exit's latest training pass of each
+  # example, its epoch, forgetting counts), updated by every train step and handed to the
+  # method on the host (`RoundContext.table`, `epoch_mask`'s `table`).
+  example_table: bool = False
 
 
 @dataclasses.dataclass
@@ -49,7 +47,9 @@ class RoundContext:
   mesh: Any  # the data-parallel jax.sharding.Mesh
   pipeline: Any  # the run's data.Pipeline
   ledger: Any  # the run's ledger.Ledger
-  stats: Any  # tracking.ExampleStats, flushed (methods with `needs.training_rows`)
+  # The per-example table on the host (`example_table`), as of the round; None when the
+  # run keeps none (`needs.example_table` False and `train.last_pass_scores` off).
+  table: dict[str, np.ndarray] | None
   # The scoring pass of a train state: per-example exit statistics in index order.
   score: Callable[[Any], dict[str, np.ndarray]]
   # The run's state plus `prune.score_seeds - 1` networks trained from other seeds to
@@ -97,8 +97,9 @@ class Method:
     raise NotImplementedError(f'prune.method={self.name!r} has no priority.')
 
   def epoch_mask(self, config: ml_collections.ConfigDict, epoch: int,
-                 stats: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(keep bool [N], loss weight float32 [N]) of `epoch`, for `needs.epoch_mask` methods."""
+                 table: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(keep bool [N], loss weight float32 [N]) of `epoch`, for `needs.epoch_mask` methods,
+    from the per-example table (`example_table`, on the host) as of the epoch's start."""
     raise NotImplementedError(f'prune.method={self.name!r} has no per-epoch mask.')
 
 
@@ -146,7 +147,7 @@ def prune(prune_config: ml_collections.ConfigDict, *, scores: Scores | None,
   if method.needs.epoch_mask:
     raise ValueError(f'prune.method={method.name!r} prunes per epoch in the train loop, '
                      'not in rounds.')
-  if scores is None and (method.needs.scoring_pass or method.needs.training_rows):
+  if scores is None and (method.needs.scoring_pass or method.needs.example_table):
     raise ValueError(f'prune.method={method.name!r} needs per-example scores.')
   priority, eligible = method.priority(scores or {}, labels=labels, rng=rng,
                                        config=prune_config)

@@ -3,12 +3,11 @@
 import ml_collections
 import numpy as np
 
+from eeprune_jax import masks
 from eeprune_jax.methods import base
 
-
-def eligible(early_pred: np.ndarray, final_pred: np.ndarray, labels: np.ndarray) -> np.ndarray:
-  """Examples both the early exit and the final exit classify correctly."""
-  return (early_pred == labels) & (final_pred == labels)
+# The rule lives in `masks` (whatif's agreement report reads it too, without this module).
+eligible = masks.eeprune_eligible
 
 
 @base.register

@@ -20,8 +20,6 @@ anneal rule and field) and every epoch before `prune.epoch` train on the full da
 is no scoring pass: the ledger charges no scoring cost.
 """
 
-from typing import Any
-
 import ml_collections
 import numpy as np
 
@@ -59,17 +57,15 @@ def draw(eligible_mask: np.ndarray, fraction: float,
 class EEPruneDynamic(base.Method):
   """Each epoch skips a random `prune.fraction` of the examples EEPrune's rule marks easy."""
   name = 'eeprune_dynamic'
-  needs = base.Needs(last_pass=True, epoch_mask=True)
+  needs = base.Needs(example_table=True, epoch_mask=True)
   early_exit = True
 
   def epoch_mask(self, config: ml_collections.ConfigDict, epoch: int,
-                 stats: Any) -> tuple[np.ndarray, np.ndarray]:
-    """This epoch's mask and weights; full data before `prune.epoch`, when annealing, and
-    before the first epoch has left a last-pass table."""
-    p, table = config.prune, stats.last_pass
-    n = len(stats.last_loss)
-    if (table is None or epoch < p.epoch
-        or infobatch.anneal(epoch, config.train.num_epochs, p.infobatch_anneal)):
+                 table: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """This epoch's mask and weights; full data before `prune.epoch` and when annealing
+    (and, with nothing eligible, before any example was trained on)."""
+    p, n = config.prune, len(table['epoch'])
+    if epoch < p.epoch or infobatch.anneal(epoch, config.train.num_epochs, p.infobatch_anneal):
       return np.ones(n, bool), np.ones(n, np.float32)
     return draw(eligible(table, p.exit, p.threshold), p.fraction,
                 np.random.default_rng([config.seed, epoch]))

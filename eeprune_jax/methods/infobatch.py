@@ -6,11 +6,10 @@ scales the loss of the kept ones so the epoch's expected gradient is unchanged. 
 `prune.infobatch_anneal` of the epochs train on the full data.
 """
 
-from typing import Any
-
 import ml_collections
 import numpy as np
 
+from eeprune_jax import example_table
 from eeprune_jax.methods import base
 
 
@@ -55,13 +54,14 @@ def anneal(epoch: int, num_epochs: int, anneal_fraction: float = 0.125) -> bool:
 class InfoBatch(base.Method):
   """Per-epoch soft pruning of below-mean-loss examples, with rescaled losses."""
   name = 'infobatch'
-  needs = base.Needs(training_rows=True, epoch_mask=True)
+  needs = base.Needs(example_table=True, epoch_mask=True)
 
   def epoch_mask(self, config: ml_collections.ConfigDict, epoch: int,
-                 stats: Any) -> tuple[np.ndarray, np.ndarray]:
+                 table: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """This epoch's mask and weights; the full data before `prune.epoch` and when annealing."""
-    n, p = len(stats.last_loss), config.prune
+    n, p = len(table['epoch']), config.prune
     if epoch < p.epoch or anneal(epoch, config.train.num_epochs, p.infobatch_anneal):
       return np.ones(n, bool), np.ones(n, np.float32)
     # Seeded by (seed, epoch), so a resumed run redraws the same epoch.
-    return draw(stats.last_loss, p.fraction, np.random.default_rng([config.seed, epoch]))
+    return draw(example_table.last_loss(table), p.fraction,
+                np.random.default_rng([config.seed, epoch]))

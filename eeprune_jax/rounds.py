@@ -58,6 +58,7 @@ def _context(run: Any, state: steps_lib.TrainState, rs: run_state_lib.RunState,
   return methods.RoundContext(
       config=run.config, state=state, epoch=epoch, labels=run.pipeline.train_labels,
       mesh=run.mesh, pipeline=run.pipeline, ledger=rs.ledger, stats=stats, score=score,
+      per_example=lambda s, step: run.programs.per_example(s, 'train', step, n),
       seed_states=lambda: _seed_states(run, state, rs, epoch))
 
 

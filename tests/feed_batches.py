@@ -7,7 +7,7 @@ every batch instead of training or scoring on them, so a test sees what the prog
 global arrays [batches, B, ...] sharded along B, or (`host`) numpy rows [batches * B, ...].
 """
 
-from typing import Any
+from typing import Any, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -65,7 +65,8 @@ def host(batches: dict[str, jax.Array]) -> dict[str, np.ndarray]:
           for k, v in parallel.global_to_host(batches).items()}
 
 
-def batch(batches: dict[str, jax.Array], i: int) -> dict[str, jax.Array]:
-  """Global batch i [B, ...] sharded along the batch axis, as a train step takes it."""
+def each(batches: dict[str, jax.Array]) -> Iterator[dict[str, jax.Array]]:
+  """Global batch after batch, [B, ...] sharded along the batch axis, as a step takes it."""
   sharding = parallel.batch_sharding(next(iter(batches.values())).sharding.mesh)
-  return {k: jax.device_put(v[i], sharding) for k, v in batches.items()}
+  for i in range(next(iter(batches.values())).shape[0]):
+    yield {k: jax.device_put(v[i], sharding) for k, v in batches.items()}

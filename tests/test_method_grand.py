@@ -102,7 +102,10 @@ def test_grand_pass_equals_direct_loop(digits_setup, eval_batch, chunk_size):
   pipe = data.create_pipeline(cfg.data, batch_size=8, eval_batch_size=eval_batch, mesh=mesh,
                               seed=0)
   programs = loop.Programs(pipe, mesh, cfg.train, track=False, weighted=False)
-  out = programs.per_example(state, 'train', grand.per_example_step(chunk_size), 40)
+  step = grand.per_example_step(chunk_size)
+  # The same function object each round and seed: it keys the compiled pass.
+  assert grand.per_example_step(chunk_size) is step
+  out = programs.per_example(state, 'train', step, 40)
   assert set(out) == {'index', 'grand'}
   np.testing.assert_array_equal(out['index'], np.arange(40))
   np.testing.assert_allclose(out['grand'], expected, rtol=1e-5, atol=1e-5)

@@ -19,7 +19,6 @@ import time
 from typing import Any, Callable, Iterator
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from eeprune_jax import config_base, parallel
@@ -29,9 +28,17 @@ _DEFAULT_DATA_DIR = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'da
 
 
 def _batches_forever(pipe: data_lib.Pipeline) -> Iterator[dict[str, jax.Array]]:
+  """Training batches epoch after epoch, one program call each, read as the train program
+  reads them: `local_batch` of its feed (the device backend gathers and augments there;
+  the host backends' feed is the batch, normalised there)."""
+  P = jax.sharding.PartitionSpec
+  batch_of = parallel.data_parallel(
+      lambda feed, step, epoch: pipe.local_batch(feed, step, epoch, train=True), pipe.mesh,
+      in_specs=(pipe.train_feed_specs(), P(), P()), out_specs=P(parallel.BATCH_AXIS))
   epoch = 0
   while True:
-    yield from pipe.train_epoch(epoch, None)
+    for step, feed in enumerate(pipe.train_feeds(epoch, None, 0, 1)):
+      yield batch_of(feed, np.int32(step), np.int32(epoch))
     epoch += 1
 
 

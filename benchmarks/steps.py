@@ -15,7 +15,6 @@ import time
 from absl import app
 from absl import flags
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from eeprune_jax import config_base
@@ -85,7 +84,9 @@ def main(argv):
     train_steps[name] = (lambda s=states[name], f=step, h=hparams: f(s, batch, h))
 
   state = states['exits']
-  score = scoring.make_score_step(mesh)
+  # The step `loop.Programs.score` traces per batch, on its own: compute, not the pass.
+  score = parallel.data_parallel(scoring.score_step, mesh, in_specs=(repl, sharded),
+                                 out_specs=sharded)
 
   def forward(state, batch):
     return state.apply_fn({'params': state.params, 'batch_stats': state.batch_stats},

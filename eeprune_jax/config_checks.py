@@ -145,6 +145,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
          f'config.prune.fraction={p.fraction} is outside [0, 1): it is the share of the '
          'training set to prune (0.4 prunes 40%).')
   _check(errors, p.every >= 0, f'config.prune.every={p.every} must be >= 0 (0 = prune once).')
+  _check(errors, p.grand_chunk >= 1,
+         f'config.prune.grand_chunk={p.grand_chunk} must be >= 1: it is how many examples '
+         "GraNd's per-example gradients are computed for at once (more: faster, more memory).")
   _check(errors, 0.0 < p.class_warning_share <= 1.0,
          f'config.prune.class_warning_share={p.class_warning_share} is outside (0, 1]: it is '
          'the pruned share of a class that triggers the warning (0.9 = 90% or more; 1.0 = '

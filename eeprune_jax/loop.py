@@ -6,9 +6,10 @@ from the step counter, takes the step and adds its metrics to running (sum, coun
 all on device, for up to `steps_per_dispatch` steps (a `fori_loop`; one step, without a
 loop, on CPUs). The host uploads
 the epoch's index order once, reads the sums of the previous dispatch while the next one
-runs, and never sends anything per step. Evaluation and scoring are one program each over
-the whole split. The tf.data backend feeds one host batch per dispatch through the same
-programs.
+runs, and never sends anything per step. Evaluation is one program over the whole split;
+every per-example pass (scoring, GraNd's gradient norms) is one program per feed too,
+`Programs.per_example` with the pass's per-batch step traced inside. The tf.data and
+grain backends feed one host batch per dispatch through the same programs.
 """
 
 import dataclasses
@@ -27,10 +28,11 @@ from eeprune_jax import example_table
 from eeprune_jax import parallel
 from eeprune_jax import scoring
 from eeprune_jax import steps as steps_lib
-from eeprune_jax.data.sources import ceil_div
 
 P = jax.sharding.PartitionSpec
 _REPL, _ROWS = P(), P(None, parallel.BATCH_AXIS)
+# A per-example pass's step: (replicated state, this device's rows of a batch) -> rows.
+PerExampleStep = Callable[[Any, dict[str, jax.Array]], dict[str, jax.Array]]
 
 
 class Preemption:
@@ -164,8 +166,8 @@ class Programs:
         self._train_steps, mesh,
         in_specs=(_REPL, _REPL, _REPL, pipeline.train_feed_specs(), consts, _REPL),
         out_specs=(_REPL, _REPL, _REPL, _REPL), donate_argnums=(0, 5))
-    self._eval: dict[int, Callable[..., Any]] = {}
-    self._score: dict[int, Callable[..., Any]] = {}
+    self._eval: dict[Any, Callable[..., Any]] = {}
+    self._per_example: dict[Any, Callable[..., Any]] = {}
 
   # --- The programs (traced; one device's shard inside shard_map) ---------------------
 
@@ -207,20 +209,27 @@ class Programs:
       return jax.tree.map(jnp.add, sums, metrics)
     return jax.lax.fori_loop(0, num_batches, body, sums)
 
-  def _score_pass(self, state, feed, *, num_batches):
-    """Per-example exit statistics of every batch of the feed, stacked [batches, B]."""
+  def _per_example_pass(self, state, feed, *, num_batches, step_fn):
+    """`step_fn`'s rows of every batch of the feed, with the batch's index and valid
+    (what `scoring.assemble` orders by and drops padding with), stacked [batches, B]."""
     def body(_, s):
       batch = self.pipeline.local_batch(feed, s, jnp.int32(0), train=False)
-      return None, scoring.score_step(state, batch)
+      rows = dict(step_fn(state, batch))
+      rows.update(index=batch['index'], valid=batch['valid'])
+      return None, rows
     return jax.lax.scan(body, None, jnp.arange(num_batches))[1]
 
-  def _program(self, cache: dict[int, Any], fn: Callable[..., Any], num_batches: int,
-               in_specs: tuple[Any, ...], out_specs: Any) -> Callable[..., Any]:
-    if num_batches not in cache:
-      cache[num_batches] = parallel.data_parallel(
-          functools.partial(fn, num_batches=num_batches), self.mesh, in_specs=in_specs,
-          out_specs=out_specs)
-    return cache[num_batches]
+  def _program(self, cache: dict[Any, Any], fn: Callable[..., Any], num_batches: int,
+               in_specs: tuple[Any, ...], out_specs: Any, **static: Any
+               ) -> Callable[..., Any]:
+    """The data-parallel program `fn` over `num_batches` batches, compiled once per
+    (num_batches, static arguments): a step function is keyed by its identity."""
+    key = (num_batches, *static.values())
+    if key not in cache:
+      cache[key] = parallel.data_parallel(
+          functools.partial(fn, num_batches=num_batches, **static), self.mesh,
+          in_specs=in_specs, out_specs=out_specs)
+    return cache[key]
 
   # --- Host side ------------------------------------------------------------------------
 
@@ -244,17 +253,28 @@ class Programs:
       sums = program(state, sums, feed)
     return jax.device_get(sums)
 
-  def score(self, state: steps_lib.TrainState, num_examples: int) -> dict[str, np.ndarray]:
-    """The scoring pass over the training split: rows in index order (`scoring.assemble`)."""
+  def per_example(self, state: Any, split: str, step_fn: PerExampleStep,
+                  num_examples: int) -> dict[str, np.ndarray]:
+    """One eval-mode pass of `step_fn` over `split`: its rows, plus `index` (and the
+    padding dropped), in index order 0..num_examples-1 (`scoring.assemble`).
+
+    `step_fn(state, batch) -> {name: [b, ...]}` is traced on each device's rows of every
+    batch (inside `shard_map`: a collective over the mesh names `parallel.BATCH_AXIS`).
+    Pass the same function object for every call: it keys the compiled program.
+    """
     specs = self.pipeline.eval_feed_specs()
     outputs = []  # stay on device until the pass is done: one transfer per feed
-    for feed, num_batches in self.pipeline.eval_feeds('train'):
-      program = self._program(self._score, self._score_pass, num_batches,
-                              (_REPL, specs), _ROWS)
+    for feed, num_batches in self.pipeline.eval_feeds(split):
+      program = self._program(self._per_example, self._per_example_pass, num_batches,
+                              (_REPL, specs), _ROWS, step_fn=step_fn)
       outputs.append(program(state, feed))
     flat = lambda x: x.reshape(-1, *x.shape[2:])
     return scoring.assemble((jax.tree.map(flat, parallel.global_to_host(o)) for o in outputs),
                             num_examples)
+
+  def score(self, state: steps_lib.TrainState, num_examples: int) -> dict[str, np.ndarray]:
+    """The scoring pass over the training split (`scoring.score_step`), in index order."""
+    return self.per_example(state, 'train', scoring.score_step, num_examples)
 
   def run_epoch(self, state: steps_lib.TrainState, table: dict[str, jax.Array],
                 plan: EpochPlan, observer: EpochObserver = EpochObserver()) -> EpochOutcome:

@@ -62,6 +62,7 @@ def _context(run: run_context.RunContext, state: steps_lib.TrainState,
   return methods.RoundContext(
       config=run.config, state=state, epoch=epoch, labels=run.pipeline.train_labels,
       mesh=run.mesh, pipeline=run.pipeline, ledger=rs.ledger, table=table, score=score,
+      per_example=lambda s, step: run.programs.per_example(s, 'train', step, n),
       seed_states=lambda: _seed_states(run, state, rs, epoch))
 
 

@@ -1,16 +1,15 @@
 """The scoring pass: one forward pass over the training set, per-example exit statistics.
 
 Per example: index, label, and [N, E+1] arrays pred, conf, el2n, loss holding the exits
-shallow to deep and the final classifier last.
+shallow to deep and the final classifier last. The pass itself is `loop.Programs.score`
+(`score_step` inside `Programs.per_example`, rows put in index order by `assemble`).
 """
 
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from eeprune_jax import parallel
 
 
 def exit_statistics(logits: tuple[jax.Array, ...], labels: jax.Array) -> dict[str, jax.Array]:
@@ -31,16 +30,8 @@ def score_step(state: Any, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
   """Per-device scoring step: eval-mode forward pass, per-example statistics of every exit."""
   logits = state.apply_fn({'params': state.params, 'batch_stats': state.batch_stats},
                           batch['image'], train=False)
-  out = exit_statistics(logits, batch['label'])
-  out.update(index=batch['index'], label=batch['label'], valid=batch['valid'])
-  return out
-
-
-def make_score_step(mesh: jax.sharding.Mesh) -> Callable[..., dict[str, jax.Array]]:
-  """The data-parallel scoring step: replicated state in, per-example rows out (sharded)."""
-  spec = jax.sharding.PartitionSpec(parallel.BATCH_AXIS)
-  return parallel.data_parallel(score_step, mesh, in_specs=(jax.sharding.PartitionSpec(), spec),
-                                out_specs=spec)
+  # The pass (`Programs.per_example`) adds each row's index and valid.
+  return exit_statistics(logits, batch['label']) | {'label': batch['label']}
 
 
 def assemble(chunks: Iterable[dict[str, np.ndarray]], num_examples: int) -> dict[str, np.ndarray]:
@@ -63,11 +54,3 @@ def assemble(chunks: Iterable[dict[str, np.ndarray]], num_examples: int) -> dict
   order = np.argsort(index, kind='stable')
   return {k: v[order] for k, v in rows.items()}
 
-
-def score_dataset(p_score_step: Callable[..., Any], state: Any,
-                  batches: Iterable[dict[str, jax.Array]], num_examples: int
-                  ) -> dict[str, np.ndarray]:
-  """Runs the scoring step over every batch and returns the rows in index order."""
-  # Results stay on device until the end: one host transfer instead of one per step.
-  outputs = [p_score_step(state, batch) for batch in batches]
-  return assemble((parallel.global_to_host(o) for o in outputs), num_examples)

@@ -21,6 +21,7 @@ from jax.sharding import PartitionSpec as P
 from eeprune_jax import config_base, parallel
 from eeprune_jax import data
 from eeprune_jax.data import sources
+import feed_batches
 
 SHARED = pathlib.Path(__file__).parents[2] / 'shared' / 'data'
 SHARED_TFDS = SHARED / 'tfds'
@@ -53,31 +54,38 @@ def _pipeline(mesh, batch_size=BATCH, eval_batch_size=EVAL_BATCH, seed=0, **over
                               eval_batch_size=eval_batch_size, mesh=mesh, seed=seed)
 
 
-def _fetch(batches):
-  batches = list(batches)
-  return batches, {k: np.concatenate([np.asarray(b[k]) for b in batches])
-                   for k in batches[0]}
+def _train(pipe, epoch, mask):
+  """(the epoch's batches as the train program reads them [steps, B, ...], host rows)."""
+  batches = feed_batches.train_batches(pipe, epoch, mask)
+  return batches, feed_batches.host(batches)
 
 
-def _check_batch(batch, mesh, global_batch, image_shape):
-  assert set(batch) == {'image', 'label', 'index', 'valid'}
-  expected = {'image': (np.float32, (global_batch,) + image_shape),
-              'label': (np.int32, (global_batch,)), 'index': (np.int32, (global_batch,)),
-              'valid': (np.bool_, (global_batch,))}
+def _eval(pipe, split):
+  """(an eval pass's batches as the eval program reads them, host rows)."""
+  batches = feed_batches.eval_batches(pipe, split)
+  return batches, feed_batches.host(batches)
+
+
+def _check_batches(batches, mesh, num_batches, global_batch, image_shape):
+  """`num_batches` batches of `global_batch` rows each, every field split over the mesh."""
+  assert set(batches) == {'image', 'label', 'index', 'valid'}
+  lead = (num_batches, global_batch)
+  expected = {'image': (np.float32, lead + image_shape), 'label': (np.int32, lead),
+              'index': (np.int32, lead), 'valid': (np.bool_, lead)}
   for k, (dtype, shape) in expected.items():
-    v = batch[k]
+    v = batches[k]
     assert isinstance(v, jax.Array) and v.dtype == dtype and v.shape == shape, k
-    assert v.sharding.mesh == mesh and v.sharding.spec[0] == 'batch', (k, v.sharding)
+    assert v.sharding.mesh == mesh and v.sharding.spec[1] == 'batch', (k, v.sharding)
     assert v.sharding.is_equivalent_to(
-        jax.sharding.NamedSharding(mesh, P('batch', *[None] * (v.ndim - 1))), v.ndim)
+        jax.sharding.NamedSharding(mesh, P(None, 'batch', *[None] * (v.ndim - 2))), v.ndim)
 
 
 def _check_eval_cover(pipe, split, mesh):
   n = pipe.info.num_train if split == 'train' else pipe.info.num_eval
-  batches, cat = _fetch(pipe.eval_batches(split))
-  assert len(batches) == pipe.num_eval_steps(split) == -(-n // pipe.eval_batch_size)
-  for b in batches:
-    _check_batch(b, mesh, pipe.eval_batch_size, pipe.info.image_shape)
+  batches, cat = _eval(pipe, split)
+  num_batches = pipe.num_eval_steps(split)
+  assert num_batches == -(-n // pipe.eval_batch_size)
+  _check_batches(batches, mesh, num_batches, pipe.eval_batch_size, pipe.info.image_shape)
   valid = cat['valid']
   np.testing.assert_array_equal(np.sort(cat['index'][valid]), np.arange(n))
   assert (cat['index'][~valid] == data.PAD_INDEX).all()
@@ -114,26 +122,25 @@ def test_train_mask_steps_and_determinism(backend, mesh):
   mask = np.random.default_rng(0).random(n) < 0.6
   steps = pipe.steps_per_epoch(mask)
   assert steps == mask.sum() // BATCH
-  batches, cat = _fetch(pipe.train_epoch(2, mask))
-  assert len(batches) == steps
-  _check_batch(batches[0], mesh, BATCH, pipe.info.image_shape)
+  batches, cat = _train(pipe, 2, mask)
+  _check_batches(batches, mesh, steps, BATCH, pipe.info.image_shape)
   assert cat['valid'].all()
   assert mask[cat['index']].all(), 'a pruned example was served'
   assert len(np.unique(cat['index'])) == steps * BATCH
   np.testing.assert_array_equal(cat['label'], pipe.train_labels[cat['index']])
-  _, again = _fetch(pipe.train_epoch(2, mask))
+  _, again = _train(pipe, 2, mask)
   for k in cat:
     np.testing.assert_array_equal(cat[k], again[k])
-  _, other = _fetch(pipe.train_epoch(3, mask))
+  _, other = _train(pipe, 3, mask)
   assert not np.array_equal(cat['index'], other['index'])
-  # Augmentation is on: the same examples differ from their un-augmented view.
-  first = next(pipe.eval_batches('train'))
-  assert not np.array_equal(np.asarray(first['image']), cat['image'][:EVAL_BATCH])
+  # Augmentation is on: the same examples differ from their un-augmented view (the eval
+  # pass holds example i at row i).
+  _, plain = _eval(pipe, 'train')
+  assert not np.allclose(cat['image'], plain['image'][cat['index']])
 
 
 def test_backends_agree_without_augmentation(mesh):
-  cats = {b: _fetch(_pipeline(mesh, backend=b, augment='none').eval_batches('train'))[1]
-          for b in BACKENDS}
+  cats = {b: _eval(_pipeline(mesh, backend=b, augment='none'), 'train')[1] for b in BACKENDS}
   for k in ('index', 'label', 'valid'):
     np.testing.assert_array_equal(cats['device'][k], cats['tfdata'][k])
   np.testing.assert_allclose(cats['device']['image'], cats['tfdata']['image'], atol=1e-5)
@@ -142,9 +149,9 @@ def test_backends_agree_without_augmentation(mesh):
 @pytest.mark.parametrize('backend', BACKENDS)
 def test_imagenet_augment_runs(backend, mesh):
   pipe = _pipeline(mesh, backend=backend, augment='imagenet', image_size=24)
-  batch = next(pipe.train_epoch(0, None))
-  _check_batch(batch, mesh, BATCH, (24, 24, 1))
-  assert np.isfinite(np.asarray(batch['image'])).all()
+  batches, cat = _train(pipe, 0, np.arange(pipe.info.num_train) < BATCH)  # one step
+  _check_batches(batches, mesh, 1, BATCH, (24, 24, 1))
+  assert np.isfinite(cat['image']).all()
 
 
 def test_mask_errors(mesh):
@@ -152,7 +159,7 @@ def test_mask_errors(mesh):
   with pytest.raises(ValueError, match=r'1436.*digits.*1437|digits.*1437.*1436'):
     pipe.steps_per_epoch(np.ones(1436, bool))
   with pytest.raises(ValueError, match='1436'):
-    next(pipe.train_epoch(0, np.ones(1436, bool)))
+    next(pipe.train_feeds(0, np.ones(1436, bool), 0, 1))
   with pytest.raises(ValueError, match='fewer than one batch'):
     pipe.steps_per_epoch(np.arange(1437) < 10)
 
@@ -162,16 +169,18 @@ def test_device_backend_without_tensorflow():
       import sys
       sys.modules['tensorflow'] = None  # any import of TensorFlow now fails
       sys.modules['tensorflow_datasets'] = None
+      sys.path.insert(0, TESTS)
       import numpy as np
       from eeprune_jax import config_base, parallel, data
       from eeprune_jax.data import device
+      import feed_batches
       cfg = config_base.base_config().data
       pipe = data.create_pipeline(cfg, batch_size=32, eval_batch_size=64,
                                   mesh=parallel.make_mesh(), seed=1)
       assert isinstance(pipe, device.DevicePipeline)
-      b = next(pipe.train_epoch(0, np.arange(1437) % 3 > 0))
-      assert b['image'].shape == (32, 32, 32, 1)
-      n = sum(int(b['valid'].sum()) for b in pipe.eval_batches('eval'))
+      b = feed_batches.train_batches(pipe, 0, np.arange(1437) % 3 > 0)
+      assert b['image'].shape == (958 // 32, 32, 32, 32, 1), b['image'].shape
+      n = int(feed_batches.eval_batches(pipe, 'eval')['valid'].sum())
       assert n == 360, n
       # Split slices need no TensorFlow either.
       cfg.train_split, cfg.eval_split = 'train[:800]', 'test[50%:]'
@@ -179,7 +188,7 @@ def test_device_backend_without_tensorflow():
                                   mesh=parallel.make_mesh(), seed=1)
       assert (pipe.info.num_train, pipe.info.num_eval) == (800, 180), pipe.info
       print('OK')
-  """)
+  """).replace('TESTS', repr(str(pathlib.Path(__file__).parent)))
   env = xla_env.env(1)
   root = str(pathlib.Path(__file__).parents[1])
   env['PYTHONPATH'] = os.pathsep.join([root] + [p for p in [env.get('PYTHONPATH')] if p])
@@ -385,7 +394,7 @@ def test_tfds_mock_cifar100(tmp_path, mesh):
       cats[backend] = _check_eval_cover(pipe, 'train', mesh)
       _check_eval_cover(pipe, 'eval', mesh)
       mask = np.arange(80) % 4 != 1
-      _, cat = _fetch(pipe.train_epoch(0, mask))
+      _, cat = _train(pipe, 0, mask)
       assert len(cat['index']) == 48 and mask[cat['index']].all()
       np.testing.assert_array_equal(cat['label'], pipe.train_labels[cat['index']])
   np.testing.assert_allclose(cats['device']['image'], cats['tfdata']['image'], atol=1e-5)
@@ -410,7 +419,7 @@ def test_shared_cifar10_tfds(mesh):
     labels = pipe.train_labels
     assert labels.shape == (600,) and np.bincount(labels, minlength=10).min() > 30
     mask = np.arange(600) % 3 != 0
-    _, cat = _fetch(pipe.train_epoch(1, mask))
+    _, cat = _train(pipe, 1, mask)
     assert mask[cat['index']].all() and len(np.unique(cat['index'])) == 384
     np.testing.assert_array_equal(cat['label'], labels[cat['index']])
   for k in ('index', 'label', 'valid'):

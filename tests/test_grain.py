@@ -17,6 +17,7 @@ from eeprune_jax import workdir as workdir_lib
 from eeprune_jax import data
 from eeprune_jax.data import order as order_lib
 from eeprune_jax.data import tfds_write
+import feed_batches
 
 BATCH, EVAL_BATCH = 64, 48
 
@@ -40,9 +41,14 @@ def _pipeline(mesh, batch_size=BATCH, eval_batch_size=EVAL_BATCH, seed=0, **over
                               eval_batch_size=eval_batch_size, mesh=mesh, seed=seed)
 
 
-def _fetch(batches):
-  batches = list(batches)
-  return {k: np.concatenate([np.asarray(b[k]) for b in batches]) for k in batches[0]}
+def _train(pipe, epoch, mask):
+  """The epoch's rows, batch after batch, as the train program reads them."""
+  return feed_batches.host(feed_batches.train_batches(pipe, epoch, mask))
+
+
+def _eval(pipe, split):
+  """An eval pass's rows (padded), as the eval and per-example programs read them."""
+  return feed_batches.host(feed_batches.eval_batches(pipe, split))
 
 
 def _cifar_examples(n, seed):
@@ -78,12 +84,12 @@ def test_same_batches_as_the_device_backend(source, mesh, cifar100_dir):
   n = pipes['grain'].info.num_train
   mask = np.random.default_rng(1).random(n) < 0.7
   for epoch in (3, 4):  # grain's stream runs on from epoch 3 into epoch 4
-    cats = {b: _fetch(p.train_epoch(epoch, mask)) for b, p in pipes.items()}
+    cats = {b: _train(p, epoch, mask) for b, p in pipes.items()}
     for k in cats['device']:  # same indices in the same order, same pixels (no augmentation)
       np.testing.assert_allclose(cats['grain'][k], cats['device'][k], atol=1e-5, err_msg=k)
   np.testing.assert_array_equal(pipes['grain'].train_labels, pipes['device'].train_labels)
   for split in ('train', 'eval'):
-    ev = {b: _fetch(p.eval_batches(split)) for b, p in pipes.items()}
+    ev = {b: _eval(p, split) for b, p in pipes.items()}
     for k in ev['device']:
       np.testing.assert_allclose(ev['grain'][k], ev['device'][k], atol=1e-5, err_msg=k)
 
@@ -95,7 +101,7 @@ def test_augmented_epoch_reads_only_kept_records(mesh, cifar100_dir):
   source.log_reads = True
   mask = np.zeros(160, bool)
   mask[np.random.default_rng(2).permutation(160)[:70]] = True  # 70 kept: 4 steps of 16
-  cat = _fetch(pipe.train_epoch(1, mask))
+  cat = _train(pipe, 1, mask)
   assert len(cat['index']) == 64 and mask[cat['index']].all()
   # The epoch read exactly what it trained: not the 160 records, nor the 6 kept ones the
   # order's cut drops (reads ahead, into epoch 2, are of kept records too).
@@ -103,9 +109,9 @@ def test_augmented_epoch_reads_only_kept_records(mesh, cifar100_dir):
   assert mask[source.read_indices()].all()
   np.testing.assert_array_equal(cat['label'], pipe.train_labels[cat['index']])
   # Augmented (differs from the plain view), deterministic per (seed, epoch).
-  plain = _fetch(pipe.eval_batches('train'))
+  plain = _eval(pipe, 'train')
   assert not np.allclose(cat['image'], plain['image'][cat['index']])
-  again = _fetch(pipe.train_epoch(1, mask))
+  again = _train(pipe, 1, mask)
   np.testing.assert_array_equal(cat['image'], again['image'])
 
 
@@ -128,8 +134,8 @@ def test_resume_mid_epoch_reads_nothing_it_skips(mesh, cifar100_dir):
 
 def test_worker_processes_serve_the_same_batches(mesh):
   # Worker processes (spawned, data pickled to them) and in-process reads agree.
-  cats = [_fetch(_pipeline(mesh, backend='grain', augment='cifar', image_size=16,
-                           grain_workers=w).train_epoch(0, None)) for w in (0, 2)]
+  cats = [_train(_pipeline(mesh, backend='grain', augment='cifar', image_size=16,
+                           grain_workers=w), 0, None) for w in (0, 2)]
   for k in cats[0]:
     np.testing.assert_array_equal(cats[0][k], cats[1][k])
 
@@ -151,10 +157,10 @@ def test_imagenet_jpegs_crop_from_the_stored_image(tmp_path, mesh):
   pipe = _pipeline(mesh, batch_size=8, eval_batch_size=8, backend='grain', source='tfds',
                    name='imagenet2012', data_dir=str(tmp_path), eval_split='validation',
                    augment='imagenet', image_size=24)
-  cat = _fetch(pipe.train_epoch(0, None))
+  cat = _train(pipe, 0, None)
   assert cat['image'].shape == (24, 24, 24, 3) and np.isfinite(cat['image']).all()
   assert pipe.info.num_classes == 1000
-  ev = _fetch(pipe.eval_batches('eval'))
+  ev = _eval(pipe, 'eval')
   assert ev['image'].shape == (8, 24, 24, 3) and ev['valid'].all()
 
 

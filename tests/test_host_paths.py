@@ -8,7 +8,6 @@ the same command, finish. A new backend joins by adding its (config, backend) pa
 """
 
 import json
-import os
 import pathlib
 import signal
 import subprocess
@@ -181,7 +180,8 @@ def test_tfdata_resume_skips_batches_before_decoding_them():
   assert (steps - 10) * 32 <= int(decoded.numpy()) < steps * 32
 
 
-# One process of a two-process tf.data run: the indices of the rows it yields per epoch.
+# One process of a two-process tf.data run: the indices of the rows it feeds the train
+# program per epoch (a tf.data feed is the batch; this process holds its rows).
 _TFDATA_HOST = """
 import json, sys
 import jax
@@ -199,7 +199,7 @@ mask = np.ones(400, bool)
 mask[200:] = np.arange(200) % 10 == 0  # process 1's range [200, 400) keeps 20 of 200
 rows = {epoch: np.concatenate([np.concatenate([np.asarray(s.data)
                                                for s in b['index'].addressable_shards])
-                               for b in pipe.train_epoch(epoch, mask)]).tolist()
+                               for b in pipe.train_feeds(epoch, mask, 0, 1)]).tolist()
         for epoch in (0, 1)}
 # Labels of a TFDS split: each process reads its range, the two gather them.
 cfg = config_base.base_config().data
@@ -299,7 +299,8 @@ def test_tfdata_feeds_run_one_batch_ahead(monkeypatch):
     handed.append(np.asarray(jax.device_get(feed['index'])))
     assert len(uploads) == min(len(handed) + 1, 8)
   monkeypatch.undo()
-  full = [np.asarray(jax.device_get(b['index'])) for b in pipe.train_epoch(1, None)]
+  # The host pipeline's own batches, read without the device prefetch.
+  full = [b['index'] for b in pipe._train_host(1, None, 0)]  # pylint: disable=protected-access
   np.testing.assert_array_equal(np.stack(handed), np.stack(full))
 
 

@@ -12,6 +12,7 @@ from eeprune_jax import models
 from eeprune_jax import parallel
 from eeprune_jax import scoring
 from eeprune_jax import steps
+import feed_batches
 from forgetting_reference import ForgettingReference
 import tiny_config as tiny_config_lib
 
@@ -138,9 +139,17 @@ def test_the_scoring_pass_equals_scoring_batch_by_batch():
   _, mesh, pipeline, state, programs = _setup()
   n = pipeline.info.num_train
   fused = programs.score(state, n)
-  reference = scoring.score_dataset(scoring.make_score_step(mesh), state,
-                                    pipeline.eval_batches('train'), n)
-  assert set(fused) == set(reference)
+  P = jax.sharding.PartitionSpec
+  step = parallel.data_parallel(scoring.score_step, mesh, in_specs=(P(), P('batch')),
+                                out_specs=P('batch'))
+  rows = []
+  for batch in feed_batches.each(feed_batches.eval_batches(pipeline, 'train')):
+    rows.append(dict(parallel.global_to_host(step(state, batch)),
+                     index=np.asarray(batch['index']), valid=np.asarray(batch['valid'])))
+  reference = scoring.assemble(rows, n)
+  assert set(fused) == set(reference) == {'index', 'label', 'pred', 'conf', 'el2n', 'loss'}
+  np.testing.assert_array_equal(fused['index'], np.arange(n))
+  np.testing.assert_array_equal(fused['label'], pipeline.train_labels)
   for k in reference:
     np.testing.assert_allclose(fused[k], reference[k], rtol=1e-5, atol=1e-6)
 
@@ -150,7 +159,8 @@ def test_the_eval_pass_equals_eval_steps_batch_by_batch():
   P = jax.sharding.PartitionSpec
   step = parallel.data_parallel(steps.eval_step, mesh, in_specs=(P(), P('batch')),
                                 out_specs=P())
-  batches = [jax.device_get(step(state, b)) for b in pipeline.eval_batches('eval')]
+  batches = [jax.device_get(step(state, b))
+             for b in feed_batches.each(feed_batches.eval_batches(pipeline, 'eval'))]
   reference = {k: sum(b[k] for b in batches) for k in batches[0]}
   fused = programs.evaluate(state, 'eval', 2)
   for k in reference:
@@ -175,7 +185,7 @@ def test_the_last_pass_table_holds_what_each_examples_train_step_computed(steps_
   state = parallel.replicate(mesh, start)
   expected = {k: np.zeros_like(v) for k, v in got.items()}
   expected['epoch'][:] = -1
-  for i, batch in enumerate(pipeline.train_epoch(0, keep)):
+  for i, batch in enumerate(feed_batches.each(feed_batches.train_batches(pipeline, 0, keep))):
     lr = steps.learning_rate(config.train, jax.numpy.float32(0) + jax.numpy.int32(i) / 3)
     hp = parallel.replicate(mesh, {'lr': np.float32(lr), 'exit_weights': np.ones(1, np.float32)})
     state, _, rows = step(state, batch, hp)

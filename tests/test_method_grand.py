@@ -1,4 +1,5 @@
-"""GraNd: chunked per-example gradient norms against a direct loop, and the priority."""
+"""GraNd: chunked per-example gradient norms, through the loop's per-example pass, against
+a direct loop; the priority."""
 
 import flax.linen as nn
 import jax
@@ -7,38 +8,50 @@ import numpy as np
 import optax
 import pytest
 
+from eeprune_jax import config_base
+from eeprune_jax import config_checks
+from eeprune_jax import data
+from eeprune_jax import loop
 from eeprune_jax import masks
 from eeprune_jax import parallel
 from eeprune_jax import train
 from eeprune_jax.methods import grand
+import feed_batches
 
 
 class TinyNet(nn.Module):
   """Conv + BatchNorm with an early exit and a final head: returns (early, final) logits."""
+  classes: int = 3
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = nn.Conv(4, (3, 3))(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
     x = nn.relu(x).mean(axis=(1, 2))
-    early = nn.Dense(3)(x)
-    final = nn.Dense(3)(nn.relu(nn.Dense(5)(x)))
+    early = nn.Dense(self.classes)(x)
+    final = nn.Dense(self.classes)(nn.relu(nn.Dense(5)(x)))
     return early, final
 
 
-@pytest.fixture(scope='module')
-def grand_setup():
-  mesh = parallel.make_mesh()
-  state = train.create_train_state(TinyNet(), optax.sgd(0.1), (5, 5, 2), seed=0, mesh=mesh)
-  # Non-trivial running statistics, so an eval-mode forward differs from a batch-stat one.
+def _bn_state(image_shape, mesh, classes=3):
+  """TinyNet's state with non-trivial running statistics, so an eval-mode forward differs
+  from a batch-stat one."""
+  state = train.create_train_state(TinyNet(classes), optax.sgd(0.1), image_shape, seed=0,
+                                   mesh=mesh)
   key_mean, key_var = jax.random.split(jax.random.key(1))
   stats = state.batch_stats['BatchNorm_0']
   state = state.replace(batch_stats={'BatchNorm_0': {
       'mean': jax.random.normal(key_mean, stats['mean'].shape),
       'var': 0.5 + jax.random.uniform(key_var, stats['var'].shape)}})
-  state = jax.device_put(state, parallel.replicated(mesh))
+  return jax.device_put(state, parallel.replicated(mesh))
+
+
+@pytest.fixture(scope='module')
+def grand_setup():
+  mesh = parallel.make_mesh()
+  state = _bn_state((5, 5, 2), mesh)
   rng = np.random.default_rng(0)
-  n = 40  # tests take the first 16 (2 per fake device) or all 40 (5 per device)
+  n = 40
   host = {'image': rng.normal(size=(n, 5, 5, 2)).astype(np.float32),
           'label': rng.integers(0, 3, n).astype(np.int32),
           'index': np.arange(n, dtype=np.int32)[::-1].copy(),
@@ -60,19 +73,41 @@ def direct_grand(state, host):
   return np.array(out)
 
 
-@pytest.mark.parametrize('num_rows,chunk_size',
-                         [(16, 1), (16, 2), (16, 3), (16, 16), (40, 3), (40, 40)])
-def test_grand_chunked_equals_direct_loop(grand_setup, num_rows, chunk_size):
-  # 16 rows = 2 per device: chunk 1 and 2 divide the shard, 3 and 16 exceed it (clamped).
-  # 40 rows = 5 per device: chunk 3 leaves a remainder of 2 on every device (padded).
-  mesh, state, host = grand_setup
-  host = {k: v[:num_rows] for k, v in host.items()}
-  step = grand.make_grand_step(mesh, chunk_size)
-  out = parallel.global_to_host(step(state, parallel.host_to_global(mesh, host)))
-  assert set(out) == {'index', 'valid', 'grand'}
-  np.testing.assert_array_equal(out['index'], host['index'])
-  expected = direct_grand(state, host)
+@pytest.fixture(scope='module')
+def digits_setup():
+  """The first 40 digits (8x8) on the device backend, TinyNet on them, and the direct
+  loop's norms of the images an eval pass reads, in index order."""
+  mesh = parallel.make_mesh()
+  cfg = config_base.base_config()
+  cfg.data.train_split, cfg.data.image_size = 'train[:40]', 8
+  state = _bn_state((8, 8, 1), mesh, classes=10)
+  pipe = data.create_pipeline(cfg.data, batch_size=8, eval_batch_size=8, mesh=mesh, seed=0)
+  rows = feed_batches.host(feed_batches.eval_batches(pipe, 'train'))
+  assert np.array_equal(rows['index'][:40], np.arange(40)) and not rows['valid'][40:].any()
+  expected = direct_grand(state, {k: v[:40] for k, v in rows.items()})
   assert np.all(expected > 0)
+  return cfg, mesh, state, expected
+
+
+@pytest.mark.parametrize('eval_batch,chunk_size',
+                         [(16, 1), (16, 2), (16, 3), (16, 16), (40, 3), (40, 40)])
+def test_grand_pass_equals_direct_loop(digits_setup, eval_batch, chunk_size):
+  """GraNd's pass through `Programs.per_example`: every example's norm, in index order.
+
+  Eval batch 16 = 2 rows per fake device: chunk 1 and 2 divide the shard, 3 and 16 exceed
+  it (clamped); 40 rows in 3 batches, so the last is padded (dropped by the assembly).
+  Eval batch 40 = 5 rows per device: chunk 3 leaves a remainder of 2 (padded).
+  """
+  cfg, mesh, state, expected = digits_setup
+  pipe = data.create_pipeline(cfg.data, batch_size=8, eval_batch_size=eval_batch, mesh=mesh,
+                              seed=0)
+  programs = loop.Programs(pipe, mesh, cfg.train)
+  step = grand.per_example_step(chunk_size)
+  # The same function object each round and seed: it keys the compiled pass.
+  assert grand.per_example_step(chunk_size) is step
+  out = programs.per_example(state, 'train', step, 40)
+  assert set(out) == {'index', 'grand'}
+  np.testing.assert_array_equal(out['index'], np.arange(40))
   np.testing.assert_allclose(out['grand'], expected, rtol=1e-5, atol=1e-5)
 
 
@@ -87,17 +122,6 @@ def test_grand_step_remainder_within_shard(grand_setup, chunk_size):
   np.testing.assert_allclose(np.asarray(out['grand']), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_grand_scores_assembles_in_index_order(grand_setup):
-  mesh, state, host = grand_setup
-  step = grand.make_grand_step(mesh, 3)
-  host = {k: v[:16] for k, v in host.items()}
-  padded = dict(host, valid=np.r_[np.ones(12, bool), np.zeros(4, bool)],
-                index=np.r_[np.arange(12)[::-1], np.zeros(4)].astype(np.int32))
-  scores = grand.grand_scores(step, state, [parallel.host_to_global(mesh, padded)], 12)
-  expected = direct_grand(state, host)[:12][::-1]  # row i holds index 11 - i
-  np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-5)
-
-
 def test_grand_priority_prunes_lowest_mean_first():
   runs = np.array([[1.0, 5.0, 2.0, 0.5], [3.0, 5.0, 2.0, 0.5]])  # means 2, 5, 2, 0.5
   priority = grand.grand_priority(runs)
@@ -107,6 +131,10 @@ def test_grand_priority_prunes_lowest_mean_first():
   np.testing.assert_allclose(grand.grand_priority(np.array([3.0, 1.0])), [-3.0, -1.0])
 
 
-def test_make_grand_step_rejects_bad_chunk():
-  with pytest.raises(ValueError):
-    grand.make_grand_step(parallel.make_mesh(), 0)
+def test_a_chunk_below_one_is_refused_before_compute():
+  cfg = config_base.base_config()
+  cfg.prune.method, cfg.prune.grand_chunk = 'grand', 0
+  with pytest.raises(config_checks.ConfigError, match=r'config.prune.grand_chunk=0 must be >= 1'):
+    config_checks.validate(cfg)
+  with pytest.raises(ValueError, match='grand_chunk=0'):
+    grand.per_example_step(0)

@@ -1,7 +1,6 @@
 """The report's image grid reads only the images it draws."""
 
 import numpy as np
-import pytest
 
 from eeprune_jax import config_base
 from eeprune_jax.data import sources

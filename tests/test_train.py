@@ -20,6 +20,7 @@ from eeprune_jax import inspect as inspect_lib
 from eeprune_jax import masks
 from eeprune_jax import run_summary
 from eeprune_jax import train
+import feed_batches
 import tiny_config as tiny_config_lib
 import xla_env
 
@@ -525,7 +526,8 @@ def _one_step(devices, config):
   model = models.build_model(config.model, 10, axis_name=parallel.BATCH_AXIS)
   state = train.create_train_state(model, train.make_optimizer(config.train),
                                    pipeline.info.image_shape, 0, mesh)
-  batch = next(pipeline.train_epoch(0, None))
+  keep = np.arange(pipeline.info.num_train) < 64  # one batch, the same on either mesh
+  batch = next(feed_batches.each(feed_batches.train_batches(pipeline, 0, keep)))
   P = jax.sharding.PartitionSpec
   step = parallel.data_parallel(train.train_step, mesh, in_specs=(P(), P('batch'), P()),
                                 out_specs=(P(), P(), P('batch')))

@@ -1,11 +1,9 @@
 """What-if masks from a run's scores or last-pass tables; free-score agreement; bad inputs."""
 
-import os
 import pathlib
 import subprocess
 import sys
 
-import ml_collections
 import numpy as np
 import pytest
 

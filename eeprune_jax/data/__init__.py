@@ -15,19 +15,17 @@ THE INVARIANT: every training example has a stable index 0..N-1, its position in
 canonical order of its split (see `sources`); keep masks (bool [N]), per-example scores
 and the `index` field of every batch agree on it on every host and device.
 
-Every batch is a dict of global jax.Arrays sharded `NamedSharding(mesh, P('batch'))`
-with leading dim = the global batch size: `image` float32 [B,H,W,C] ((x - mean) / std),
-`label` int32 [B], `index` int32 [B], `valid` bool [B]. Training batches are all valid.
-Eval/scoring batches visit every index exactly once; the last batch is padded with rows
-that have valid=False, index=-1, label=0 and an all-zero image.
-
-What the training loop reads (`loop.py`) is a *feed*: a pytree of global arrays that one
-jitted program takes, with `*_feed_specs()` giving its PartitionSpecs and
-`local_batch(feed, step, epoch, train)` turning it, inside `shard_map`, into this
-device's rows of batch `step`. The device backend's feed is the whole split plus the
-epoch's index order (uploaded once per epoch), so a program runs many steps per dispatch;
-the tf.data and grain backends' feed is one host batch (uint8 images, normalised on
-device), so their programs run one step.
+The data is read one way only: through *feeds*, by the loop's jitted programs
+(`loop.Programs`: the train steps, `evaluate`, every per-example pass). A feed is a pytree
+of global arrays that one program takes, with `*_feed_specs()` giving its PartitionSpecs;
+inside `shard_map`, `local_batch(feed, step, epoch, train)` turns it into this device's
+rows of batch `step` of the global batch: `image` float32 [b,H,W,C] ((x - mean) / std),
+`label` int32 [b], `index` int32 [b], `valid` bool [b]. Training batches are all valid.
+An eval pass (`eval_feeds`) visits every index exactly once; its last batch is padded with
+rows that have valid=False, index=-1, label=0 and an all-zero image. The device backend's
+feed is the whole split plus the epoch's index order (uploaded once per epoch), so a
+program runs many steps per dispatch; the tf.data and grain backends' feed is one host
+batch (uint8 images, normalised on device), so their programs run one step.
 """
 
 import importlib
@@ -87,12 +85,7 @@ class Pipeline:
     return kept // self.batch_size
 
   def num_eval_steps(self, split: str) -> int:
-    """Number of (padded) batches `eval_batches(split)` yields."""
-    raise NotImplementedError
-
-  def train_epoch(self, epoch: int, keep_mask: np.ndarray | None
-                  ) -> Iterator[dict[str, jax.Array]]:
-    """Exactly steps_per_epoch(keep_mask) augmented global batches of kept examples."""
+    """Number of (padded) batches of an eval pass over `split` (per process)."""
     raise NotImplementedError
 
   # --- Feeds: what the loop's jitted programs read (see the module docstring) ---------
@@ -108,7 +101,8 @@ class Pipeline:
     raise NotImplementedError
 
   def eval_feeds(self, split: str) -> Iterator[tuple[Any, int]]:
-    """(feed, number of batches in it) covering split 'train' or 'eval' once."""
+    """(feed, number of batches in it) covering split 'train' or 'eval' once: un-augmented
+    batches, every index once, the last padded."""
     raise NotImplementedError
 
   def train_feed_specs(self) -> Any:
@@ -122,10 +116,6 @@ class Pipeline:
   def local_batch(self, feed: Any, step: jax.Array, epoch: jax.Array, *, train: bool
                   ) -> dict[str, jax.Array]:
     """This device's rows of batch `step` of `feed` (traced; runs inside shard_map)."""
-    raise NotImplementedError
-
-  def eval_batches(self, split: str) -> Iterator[dict[str, jax.Array]]:
-    """Un-augmented batches of split 'train' or 'eval', every index once, last padded."""
     raise NotImplementedError
 
   def _num_split(self, split: str) -> int:

@@ -92,14 +92,6 @@ class DevicePipeline(Pipeline):
     images, labels = self._load('train')
     self.train_labels = labels
     self._put_tables('train', images, labels)
-    # Global batches as iterators (tests, benchmarks): the feed path, one batch at a time.
-    spec = P(parallel.BATCH_AXIS)
-    self._global_batch = {
-        train: parallel.data_parallel(
-            lambda t, idx, epoch, train=train: _batch_from_indices(
-                t, idx, epoch, kind=data_config.augment, train=train),
-            mesh, in_specs=(_TABLE_SPECS, spec, P()), out_specs=spec)
-        for train in (True, False)}
 
   def _load(self, split: str) -> tuple[np.ndarray, np.ndarray]:
     images, labels = sources.load_arrays(self.data_config, split)
@@ -138,27 +130,9 @@ class DevicePipeline(Pipeline):
     sharding = jax.sharding.NamedSharding(self.mesh, _FEED_SPECS['order'])
     return parallel.put(np.ascontiguousarray(order, np.int32), sharding)
 
-  # --- Global batches, one at a time -------------------------------------------------
-
-  def train_epoch(self, epoch: int, keep_mask: np.ndarray | None
-                  ) -> Iterator[dict[str, jax.Array]]:
-    """Exactly steps_per_epoch(keep_mask) augmented global batches of kept examples."""
-    return self._iterate(self._train_order(epoch, keep_mask), 'train', epoch, train=True)
-
   def num_eval_steps(self, split: str) -> int:
     """ceil(N / eval_batch_size)."""
     return ceil_div(self._num_split(split), self.eval_batch_size)
-
-  def eval_batches(self, split: str) -> Iterator[dict[str, jax.Array]]:
-    """Un-augmented batches of split 'train' or 'eval', every index once, last padded."""
-    return self._iterate(self._eval_order(split), split, 0, train=False)
-
-  def _iterate(self, order: np.ndarray, split: str, epoch: int, *, train: bool
-               ) -> Iterator[dict[str, jax.Array]]:
-    tables, sharding = self._split_tables(split), parallel.batch_sharding(self.mesh)
-    epoch = parallel.replicate(self.mesh, np.int32(epoch))
-    for idx in order:
-      yield self._global_batch[train](tables, parallel.put(idx, sharding), epoch)
 
   # --- Feeds ---------------------------------------------------------------------------
 

@@ -211,10 +211,6 @@ class GrainPipeline(Pipeline):
     mean = np.asarray(self.info.mean, np.float32)
     std = np.asarray(self.info.std, np.float32)
     self._normalise = lambda x: (x.astype(jnp.float32) - mean) / std
-    spec = jax.sharding.PartitionSpec(parallel.BATCH_AXIS)
-    self._global_normalise = parallel.data_parallel(
-        lambda feed: self.local_batch(feed, 0, 0, train=False), mesh, in_specs=(spec,),
-        out_specs=spec)
 
   def source(self, split: str) -> random_access.RecordSource:
     """The record source of split 'train' or 'eval' (opened once)."""
@@ -276,22 +272,9 @@ class GrainPipeline(Pipeline):
     idx[:n] = np.arange(n)
     return order_lib.process_columns(idx.reshape(steps, b), self._pid, self._nproc)
 
-  # --- Global batches, one at a time (tests, benchmarks) --------------------------------
-
-  def train_epoch(self, epoch: int, keep_mask: np.ndarray | None
-                  ) -> Iterator[dict[str, jax.Array]]:
-    """Exactly steps_per_epoch(keep_mask) augmented global batches of kept examples."""
-    for feed in self.train_feeds(epoch, keep_mask, 0, 1):
-      yield self._global_normalise(feed)
-
   def num_eval_steps(self, split: str) -> int:
     """ceil(N / eval_batch_size)."""
     return ceil_div(self._num_split(split), self.eval_batch_size)
-
-  def eval_batches(self, split: str) -> Iterator[dict[str, jax.Array]]:
-    """Un-augmented batches of split 'train' or 'eval', every index once, last padded."""
-    for feed, _ in self.eval_feeds(split):
-      yield self._global_normalise(feed)
 
   # --- Feeds: one global uint8 batch each -------------------------------------------------
 

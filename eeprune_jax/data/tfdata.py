@@ -12,8 +12,7 @@ resume: the records of the batches already trained, before decoding) -> decode -
 batch(local batch, drop_remainder) -> take(the rest of steps_per_epoch) -> prefetch.
 Feeds are uploaded one batch ahead (DEVICE_PREFETCH) of the step that runs.
 Images cross host->device as uint8 (a quarter of float32's bytes) and are normalised on
-device (`local_batch`, inside the loop's programs; `train_epoch`/`eval_batches` apply it
-too, so their batches are float32 as `data.Pipeline` promises).
+device (`local_batch`, inside the loop's programs).
 Augmentation uses stateless TF random ops seeded by (seed, epoch, index), so the batches
 depend only on (seed, epoch, keep mask). On one process every batch holds distinct kept
 examples and an epoch trains all of them but the remainder of the last batch.
@@ -252,11 +251,6 @@ class TfDataPipeline(Pipeline):
     image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
     return tf.ensure_shape(image, (size, size, self.info.image_shape[-1]))
 
-  def train_epoch(self, epoch: int, keep_mask: np.ndarray | None
-                  ) -> Iterator[dict[str, jax.Array]]:
-    """Exactly steps_per_epoch(keep_mask) augmented global batches of kept examples."""
-    return self._to_global(self._train_host(epoch, keep_mask, 0))
-
   def _train_host(self, epoch: int, keep_mask: np.ndarray | None, first_step: int
                   ) -> Iterator[dict[str, np.ndarray]]:
     """This host's uint8 batches of the epoch from batch `first_step` on (a resume: the
@@ -329,10 +323,6 @@ class TfDataPipeline(Pipeline):
                                      for p in range(self._nproc)))
     return ceil_div(largest, self._local_eval_bs)
 
-  def eval_batches(self, split: str) -> Iterator[dict[str, jax.Array]]:
-    """Un-augmented batches of split 'train' or 'eval', every index once, last padded."""
-    return self._to_global(self._eval_host(split))
-
   def _eval_host(self, split: str) -> Iterator[dict[str, np.ndarray]]:
     """This host's uint8 eval batches, num_eval_steps(split) of them (padded)."""
     tf = self._tf
@@ -388,13 +378,6 @@ class TfDataPipeline(Pipeline):
     del step, epoch, train
     image = augment_lib.normalise(feed['image'], self._mean, self._std)
     return {**feed, 'image': jnp.where(feed['valid'][:, None, None, None], image, 0.0)}
-
-  def _to_global(self, batches: Iterator[dict[str, np.ndarray]]
-                 ) -> Iterator[dict[str, jax.Array]]:
-    """Global batches as the Pipeline contract has them (float32 images, normalised)."""
-    normalise = jax.jit(lambda b: self.local_batch(b, None, None, train=False))
-    for batch in batches:
-      yield normalise(parallel.host_to_global(self.mesh, batch))
 
   def _feeds(self, batches: Iterator[dict[str, np.ndarray]]) -> Iterator[dict[str, jax.Array]]:
     """Host batches uploaded as they are (uint8 images), for the loop's programs, one

@@ -52,6 +52,9 @@ class RoundContext:
   table: dict[str, np.ndarray] | None
   # The scoring pass of a train state: per-example exit statistics in index order.
   score: Callable[[Any], dict[str, np.ndarray]]
+  # A pass of a per-example step over the training set (`loop.Programs.per_example`):
+  # (state, step) -> the step's rows in index order. Not charged: the method charges it.
+  per_example: Callable[[Any, Callable[..., Any]], dict[str, np.ndarray]]
   # The run's state plus `prune.score_seeds - 1` networks trained from other seeds to
   # `epoch` (EL2N and GraNd average over them).
   seed_states: Callable[[], list[Any]]

@@ -6,7 +6,8 @@ parameters (easy), so it is pruned first: priority = -mean. The per-example grad
 are computed in vmapped chunks, never as a batch x parameters Jacobian.
 """
 
-from typing import Any, Callable, Iterable
+import functools
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +16,6 @@ import numpy as np
 import optax
 
 from eeprune_jax import parallel
-from eeprune_jax import scoring
 from eeprune_jax.methods import base
 from eeprune_jax.methods import el2n
 
@@ -70,26 +70,16 @@ def grand_step(state: Any, batch: dict[str, jax.Array], chunk_size: int,
 
   squared = jax.lax.map(per_chunk, (images.reshape(num_chunks, chunk, *images.shape[1:]),
                                     labels.reshape(num_chunks, chunk)))
-  return {'index': batch['index'], 'valid': batch['valid'],
-          'grand': jnp.sqrt(squared.reshape(-1)[:size])}
+  return {'grand': jnp.sqrt(squared.reshape(-1)[:size])}
 
 
-def make_grand_step(mesh: jax.sharding.Mesh,
-                    chunk_size: int) -> Callable[..., dict[str, jax.Array]]:
-  """The data-parallel GraNd step: replicated state in, per-example rows out (sharded)."""
+@functools.lru_cache(maxsize=None)
+def per_example_step(chunk_size: int) -> Callable[..., dict[str, jax.Array]]:
+  """The GraNd step of `chunk_size` for `loop.Programs.per_example` (the mesh's axis
+  named); one function object per size, so its pass compiles once per run."""
   if chunk_size < 1:
-    raise ValueError(f'chunk_size={chunk_size} must be at least 1.')
-  spec = jax.sharding.PartitionSpec(parallel.BATCH_AXIS)
-  return parallel.data_parallel(
-      lambda state, batch: grand_step(state, batch, chunk_size, parallel.BATCH_AXIS),
-      mesh, in_specs=(jax.sharding.PartitionSpec(), spec), out_specs=spec)
-
-
-def grand_scores(p_grand_step: Callable[..., Any], state: Any,
-                 batches: Iterable[dict[str, jax.Array]], num_examples: int) -> np.ndarray:
-  """Runs the GraNd step over every (eval-mode) batch: float [N] in index order."""
-  # The same assembly as the scoring pass: padding dropped, every index exactly once.
-  return scoring.score_dataset(p_grand_step, state, batches, num_examples)['grand']
+    raise ValueError(f'prune.grand_chunk={chunk_size} must be at least 1.')
+  return functools.partial(grand_step, chunk_size=chunk_size, axis_name=parallel.BATCH_AXIS)
 
 
 def grand_priority(grand_runs: np.ndarray) -> np.ndarray:
@@ -106,9 +96,9 @@ class GraNd(base.Method):
   def scores(self, ctx: base.RoundContext) -> dict[str, np.ndarray]:
     """`grand_runs` [R, N]: every seed network's per-example gradient norms."""
     states = ctx.seed_states()
-    p_grand = make_grand_step(ctx.mesh, ctx.config.prune.grand_chunk)
+    step = per_example_step(ctx.config.prune.grand_chunk)
     n = ctx.num_examples
-    runs = [grand_scores(p_grand, s, ctx.pipeline.eval_batches('train'), n) for s in states]
+    runs = [ctx.per_example(s, step)['grand'] for s in states]
     ctx.ledger.examples_grad_scored += n * len(states)
     ctx.ledger.scoring_passes += len(states)
     return {'index': np.arange(n), 'label': ctx.labels, 'grand_runs': np.stack(runs)}

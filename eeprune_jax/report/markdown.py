@@ -269,7 +269,6 @@ def write_report(compare_dir: epath.PathLike, run_summaries: Sequence[RunResult]
   paths = workdir_lib.CompareDir(compare_dir)
 
   def plot(title: str, filename: str, make, skip_reason: str | None) -> None:
-    nonlocal out
     out.append(f'### {title}')
     out.append('')
     target = paths.plot(filename)

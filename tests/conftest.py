@@ -7,6 +7,8 @@ module imports jax. Tests that need one device run a subprocess without it.
 import os
 import tempfile
 
+import pytest
+
 import xla_env
 
 os.environ['XLA_FLAGS'] = xla_env.flags(8)
@@ -25,9 +27,9 @@ _EXPENSIVE_FIXTURES = frozenset(
     {'full_run', 'one_device_run', 'both', 'dynamic_run', 'comparison', 'run_dir'})
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's hook, which reads the groups
 def pytest_collection_modifyitems(items):
   """Groups the tests of a module that share an expensive module fixture."""
-  import pytest  # pylint: disable=g-import-not-at-top
   for item in items:
     if _EXPENSIVE_FIXTURES & set(item.fixturenames):
       item.add_marker(pytest.mark.xdist_group(item.module.__name__))

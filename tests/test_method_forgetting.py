@@ -50,7 +50,8 @@ def test_forgetting_scores_read_the_table():
         np.int32(0))
   ctx = methods.RoundContext(config=None, state=None, epoch=1, labels=np.zeros(4, np.int32),
                              mesh=None, pipeline=None, ledger=None, score=None,
-                             seed_states=None, table=jax.device_get(table))
+                             seed_states=None, per_example=None,
+                             table=jax.device_get(table))
   scores = methods.get('forgetting').scores(ctx)
   np.testing.assert_array_equal(scores['forget_counts'], [1, 0, 0, 0])
   np.testing.assert_array_equal(scores['never_learned'], [False, True, False, False])

@@ -5,12 +5,6 @@
 checkpoints, see there): train, prune, checkpoint every epoch, SIGTERM mid-run, resume with
 the same command, finish. A new backend joins by adding its (config, backend) pairs to
 `CASES`.
-
-`configs/imagenet.py`'s own network (ResNet-50, bfloat16) runs on the tf.data backend, the
-run that failed at its first checkpoint (issue 16); the other cases train a narrow
-ResNet-20 instead: the data path is what they test, and compiling ResNet-50 or
-MobileNetV3-Large once per case took most of this module's time (MobileNetV3 trains in
-tests/test_models.py).
 """
 
 import json
@@ -40,8 +34,6 @@ CASES = [('imagenet', 'tfdata'), ('imagenet', 'grain'), ('cifar100', 'tfdata'),
 
 NUM_TRAIN, NUM_EVAL, BATCH = 256, 64, 32
 STEPS_PER_EPOCH = NUM_TRAIN // BATCH
-SMALL_NETWORK = ['--config.model.name=resnet20', '--config.model.stem=cifar',
-                 '--config.model.width=0.125']
 DATA = {  # config -> (TFDS name, eval split, stored image shape, config overrides)
     'imagenet': ('imagenet2012', 'validation', (48, 40, 3),
                  ['--config.model.width=0.125', '--config.data.image_size=32']),
@@ -67,8 +59,7 @@ def _command(config: str, backend: str, workdir: pathlib.Path, data_dir: pathlib
           '--config.train.warmup_epochs=0.5', '--config.prune.epoch=1',
           f'--config.train.batch_size={BATCH}', f'--config.train.eval_batch_size={BATCH}',
           '--config.train.checkpoint_every_epochs=1', '--config.train.log_every_steps=4',
-          '--config.train.progress_bar=False', '--config.data.grain_workers=0', *DATA[config][3],
-          *([] if (config, backend) == ('imagenet', 'tfdata') else SMALL_NETWORK)]
+          '--config.train.progress_bar=False', '--config.data.grain_workers=0', *DATA[config][3]]
 
 
 def _env() -> dict[str, str]:

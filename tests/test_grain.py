@@ -14,12 +14,12 @@ import pytest
 
 from eeprune_jax import config_base, config_checks, parallel
 from eeprune_jax import workdir as workdir_lib
-from eeprune_jax import data
 from eeprune_jax.data import order as order_lib
 from eeprune_jax.data import tfds_write
 import feed_batches
+import test_data
 
-BATCH, EVAL_BATCH = 64, 48
+BATCH = test_data.BATCH
 
 
 @pytest.fixture(scope='module')
@@ -28,17 +28,9 @@ def mesh():
   return parallel.make_mesh()
 
 
-def _config(**overrides):
-  cfg = config_base.base_config().data
-  cfg.grain_workers = 0
-  for k, v in overrides.items():
-    cfg[k] = v
-  return cfg
-
-
-def _pipeline(mesh, batch_size=BATCH, eval_batch_size=EVAL_BATCH, seed=0, **overrides):
-  return data.create_pipeline(_config(**overrides), batch_size=batch_size,
-                              eval_batch_size=eval_batch_size, mesh=mesh, seed=seed)
+def _pipeline(mesh, **kwargs):
+  """test_data's pipeline, grain reading in this process (no worker processes)."""
+  return test_data._pipeline(mesh, **{'grain_workers': 0, **kwargs})
 
 
 def _train(pipe, epoch, mask):

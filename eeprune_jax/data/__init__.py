@@ -32,8 +32,11 @@ import importlib
 from typing import Any, Iterator
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
+
+from eeprune_jax import parallel
 
 from eeprune_jax.data import augment
 from eeprune_jax.data import sources
@@ -124,6 +127,29 @@ class Pipeline:
     if split == 'eval':
       return self.info.num_eval
     raise ValueError(f"split must be 'train' or 'eval', not {split!r}.")
+
+
+class HostBatchPipeline(Pipeline):
+  """A backend whose every feed is one global batch read on the host (tf.data, grain):
+  uint8 images sharded along the batch axis, normalised on the device."""
+
+  def __init__(self, data_config: Any, **kwargs: Any):
+    super().__init__(data_config, **kwargs)
+    self._mean = np.asarray(self.info.mean, np.float32)  # per channel, 0..255 units
+    self._std = np.asarray(self.info.std, np.float32)
+
+  def train_feed_specs(self) -> Any:
+    """Every field sharded along the batch axis."""
+    return jax.sharding.PartitionSpec(parallel.BATCH_AXIS)
+
+  eval_feed_specs = train_feed_specs
+
+  def local_batch(self, feed: Any, step: jax.Array, epoch: jax.Array, *, train: bool
+                  ) -> dict[str, jax.Array]:
+    """The feed is the batch, its uint8 images normalised here (padding rows stay 0)."""
+    del step, epoch, train
+    image = augment.normalise(feed['image'], self._mean, self._std)
+    return {**feed, 'image': jnp.where(feed['valid'][:, None, None, None], image, 0.0)}
 
 
 # backend name -> (module, class); imported on use, so the device backend never pulls in

@@ -41,12 +41,11 @@ from typing import Any, Iterator
 from absl import flags
 import grain
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
 from eeprune_jax import parallel
-from eeprune_jax.data import PAD_INDEX, Pipeline
+from eeprune_jax.data import PAD_INDEX, HostBatchPipeline
 from eeprune_jax.data import host_augment
 from eeprune_jax.data import order as order_lib
 from eeprune_jax.data import random_access
@@ -191,7 +190,7 @@ class Stream:
       close()  # ends mp_prefetch's worker processes now, not at garbage collection
 
 
-class GrainPipeline(Pipeline):
+class GrainPipeline(HostBatchPipeline):
   """grain on the host, random access, global order; see the module docstring."""
 
   def __init__(self, data_config: Any, *, batch_size: int, eval_batch_size: int,
@@ -208,9 +207,6 @@ class GrainPipeline(Pipeline):
     # Opening a source reads metadata only: the train split is opened now so that a
     # misconfigured data set fails before any compute.
     self.source('train')
-    mean = np.asarray(self.info.mean, np.float32)
-    std = np.asarray(self.info.std, np.float32)
-    self._normalise = lambda x: (x.astype(jnp.float32) - mean) / std
 
   def source(self, split: str) -> random_access.RecordSource:
     """The record source of split 'train' or 'eval' (opened once)."""
@@ -311,20 +307,6 @@ class GrainPipeline(Pipeline):
       return self._dataset(split, elements, indices.shape[1], train=False)
     stream = self._stream(f'eval_{split}', split, (0, 0), steps, build, cyclic=True)
     return ((batch, 1) for batch in stream.take(steps))
-
-  def train_feed_specs(self) -> Any:
-    """Every field sharded along the batch axis."""
-    return jax.sharding.PartitionSpec(parallel.BATCH_AXIS)
-
-  eval_feed_specs = train_feed_specs
-
-  def local_batch(self, feed: Any, step: jax.Array, epoch: jax.Array, *, train: bool
-                  ) -> dict[str, jax.Array]:
-    """The feed is the batch; its uint8 images are normalised here, on the device."""
-    del step, epoch, train
-    valid = feed['valid']
-    image = jnp.where(valid[:, None, None, None], self._normalise(feed['image']), 0.0)
-    return {**feed, 'image': image}
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -50,14 +50,12 @@ import io
 from typing import Any, Iterator
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
 from eeprune_jax import parallel
 from eeprune_jax import workdir as workdir_lib
-from eeprune_jax.data import PAD_INDEX, Pipeline, sources
-from eeprune_jax.data import augment as augment_lib
+from eeprune_jax.data import PAD_INDEX, HostBatchPipeline, sources
 from eeprune_jax.data.sources import ceil_div
 
 SHUFFLE_BUFFER = 65_536  # examples; holds encoded images for TFDS sources.
@@ -98,7 +96,7 @@ def _derive_seed(*parts: int) -> int:
   return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0] >> 1)
 
 
-class TfDataPipeline(Pipeline):
+class TfDataPipeline(HostBatchPipeline):
   """tf.data on the host; see the module docstring."""
 
   def __init__(self, data_config: Any, *, batch_size: int, eval_batch_size: int,
@@ -119,9 +117,6 @@ class TfDataPipeline(Pipeline):
     # ImageNet-style training crops of stored JPEGs decode only the crop window.
     self.fused_jpeg_crop = (self._is_tfds and data_config.augment == 'imagenet' and
                             sources.tfds_image_format(data_config) == 'jpeg')
-    channels = self.info.image_shape[-1]
-    self._mean = np.asarray(self.info.mean, np.float32).reshape(1, 1, channels)
-    self._std = np.asarray(self.info.std, np.float32).reshape(1, 1, channels)
 
   @property
   def train_labels(self) -> np.ndarray:  # pytype: disable=signature-mismatch
@@ -365,19 +360,6 @@ class TfDataPipeline(Pipeline):
   def eval_feeds(self, split: str) -> Iterator[tuple[Any, int]]:
     """Every eval batch of the split, one per feed."""
     return ((batch, 1) for batch in self._feeds(self._eval_host(split)))
-
-  def train_feed_specs(self) -> Any:
-    """Every field sharded along the batch axis."""
-    return jax.sharding.PartitionSpec(parallel.BATCH_AXIS)
-
-  eval_feed_specs = train_feed_specs
-
-  def local_batch(self, feed: Any, step: jax.Array, epoch: jax.Array, *, train: bool
-                  ) -> dict[str, jax.Array]:
-    """The feed is the batch, its uint8 images normalised here (padding rows stay 0)."""
-    del step, epoch, train
-    image = augment_lib.normalise(feed['image'], self._mean, self._std)
-    return {**feed, 'image': jnp.where(feed['valid'][:, None, None, None], image, 0.0)}
 
   def _feeds(self, batches: Iterator[dict[str, np.ndarray]]) -> Iterator[dict[str, jax.Array]]:
     """Host batches uploaded as they are (uint8 images), for the loop's programs, one

@@ -33,3 +33,17 @@ def pytest_collection_modifyitems(items):
   for item in items:
     if _EXPENSIVE_FIXTURES & set(item.fixturenames):
       item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+def pytest_configure(config):
+  """Refuses a pytest that xdist's loadgroup cannot group with (each worker would train
+  every grouped module fixture again): pytest 9.2's structured node ids and xdist <= 3.8."""
+  if config.getoption('dist', default='no') != 'loadgroup' or hasattr(config, 'workerinput'):
+    return
+  import importlib.metadata  # pylint: disable=g-import-not-at-top
+  xdist = tuple(int(p) for p in importlib.metadata.version('pytest-xdist').split('.')[:2])
+  if pytest.version_tuple[:2] >= (9, 2) and xdist <= (3, 8):
+    raise pytest.UsageError(
+        f'pytest {pytest.__version__} with pytest-xdist {".".join(map(str, xdist))} does not '
+        'group tests under --dist loadgroup (pytest-dev/pytest-xdist#1386): install the '
+        'versions setup.py names: pip install -e ".[test]"')

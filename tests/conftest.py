@@ -24,15 +24,30 @@ os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '-1')
 # Module fixtures that train or compare (tens of seconds each): the tests that use one run
 # on one pytest-xdist worker (`--dist loadgroup`, setup.cfg), so each is built once.
 _EXPENSIVE_FIXTURES = frozenset(
-    {'full_run', 'one_device_run', 'both', 'dynamic_run', 'comparison', 'run_dir'})
+    {'full_run', 'one_device_run', 'both', 'dynamic_run', 'comparison', 'run_dir', 'el2n_run',
+     'forgetting_run'})
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's hook, which reads the groups
 def pytest_collection_modifyitems(items):
-  """Groups the tests of a module that share an expensive module fixture."""
+  """Groups the tests of a module that share an expensive module fixture: one group per
+  set of fixtures linked by a test using several, so unrelated fixtures spread over workers."""
+  parent = {}  # union-find over (module, fixture)
+
+  def root(node):
+    while parent.setdefault(node, node) != node:
+      node = parent[node]
+    return node
+
+  uses = {}
   for item in items:
-    if _EXPENSIVE_FIXTURES & set(item.fixturenames):
-      item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    nodes = [(item.module.__name__, f) for f in sorted(_EXPENSIVE_FIXTURES & set(item.fixturenames))]
+    for node in nodes[1:]:
+      parent[root(node)] = root(nodes[0])
+    if nodes:
+      uses[item] = nodes[0]
+  for item, node in uses.items():
+    item.add_marker(pytest.mark.xdist_group('.'.join(root(node))))
 
 
 def pytest_configure(config):

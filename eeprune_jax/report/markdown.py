@@ -198,19 +198,25 @@ def write_report(compare_dir: epath.PathLike, run_summaries: Sequence[RunResult]
   """
   results = list(run_summaries)
   methods = list(dict.fromkeys(methods or [r.method for r in results]))
+  rows = aggregate(results)
+  points = frontier_points(results)
+  paths = workdir_lib.CompareDir(compare_dir)
+  out = _header(results, base_config, command)
+  out += _tables(results, rows, points)
+  out += _Plots(paths, results, rows, methods, frontier_lib.band(points), base_config,
+                plot_fraction).section()
+  out += _runs_table(results, paths.root)
+  # Atomic: a reader sees the old report or the new one.
+  workdir_lib.write_bytes(paths.report, '\n'.join(out).encode())
+  return str(paths.report)
+
+
+def _header(results: Sequence[RunResult], base_config: ml_collections.ConfigDict,
+            command: str) -> list[str]:
+  """Title, run counts, the command, warnings and the shared budget."""
   finished = [r for r in results if r.finished]
   failed = [r for r in results if r.error is not None]
   pending = [r for r in results if r.summary is None and r.error is None]
-  rows = aggregate(results)
-  points = frontier_points(results)
-  band = frontier_lib.band(points)
-  pruned_fractions = sorted({r.fraction for r in finished if r.has_keep_mask})
-  # Finished at a pruning fraction, but without a permanent mask (InfoBatch).
-  per_epoch = sorted({r.method for r in finished if r.fraction > 0 and not r.has_keep_mask})
-  fraction = plot_fraction
-  if fraction is None or fraction not in pruned_fractions:
-    fraction = pruned_fractions[-1] if pruned_fractions else None
-
   out = ['# Pruning method comparison', '']
   out += [f'{len(finished)} of {len(results)} runs finished'
           + (f', {len(failed)} failed' if failed else '')
@@ -222,7 +228,12 @@ def write_report(compare_dir: epath.PathLike, run_summaries: Sequence[RunResult]
   out += ['Every method trains the same model on the same schedule and data order; only '
           '`eeprune_*` move the early exit (the exit that scores). `fraction` is the share of '
           'the training set pruned (for InfoBatch, its per-epoch prune ratio).', '']
+  return out
 
+
+def _tables(results: Sequence[RunResult], rows: Sequence[Row], points) -> list[str]:
+  """Against the frontier, against training less, the results table, failed and pending."""
+  out = []
   frontier = frontier_table(rows, points)
   if frontier:
     out += ['## Against training less, at each method\'s own cost', '',
@@ -246,6 +257,9 @@ def write_report(compare_dir: epath.PathLike, run_summaries: Sequence[RunResult]
             'seed order.', ''] + headline + ['']
   out += ['## Results', '']
   if rows:
+    # Finished at a pruning fraction, but without a permanent mask (InfoBatch).
+    per_epoch = sorted({r.method for r in results
+                        if r.finished and r.fraction > 0 and not r.has_keep_mask})
     out += [results_table(rows), '',
             'Test accuracy is the final exit\'s, after the last epoch. Numbers are mean ± '
             'sample std over the finished seeds (no std for one seed). Examples trained on '
@@ -257,62 +271,88 @@ def write_report(compare_dir: epath.PathLike, run_summaries: Sequence[RunResult]
                'trained on.' if per_epoch else ''), '']
   else:
     out += ['No run has finished yet.', '']
+  failed = [r for r in results if r.error is not None]
   if failed:
     out += ['### Failed runs', '']
     for r in failed:
       out += [f'- `{r.name}` ({r.run_dir}):', '', '  ```', *[
           '  ' + line for line in r.error.strip().splitlines()], '  ```', '']
+  pending = [r for r in results if r.summary is None and r.error is None]
   if pending:
     out += ['### Not run yet', '', ', '.join(f'`{r.name}`' for r in pending), '']
+  return out
 
-  out += ['## Plots', '']
-  paths = workdir_lib.CompareDir(compare_dir)
 
-  def plot(title: str, filename: str, make, skip_reason: str | None) -> None:
-    out.append(f'### {title}')
-    out.append('')
-    target = paths.plot(filename)
+class _Plots:
+  """The report's plots section: each plot drawn to its PNG, or skipped with the reason."""
+
+  def __init__(self, paths: workdir_lib.CompareDir, results: Sequence[RunResult],
+               rows: Sequence[Row], methods: Sequence[str], band,
+               base_config: ml_collections.ConfigDict, plot_fraction: float | None):
+    self.paths, self.results, self.rows, self.methods, self.band = (
+        paths, results, rows, methods, band)
+    finished = [r for r in results if r.finished]
+    pruned_fractions = sorted({r.fraction for r in finished if r.has_keep_mask})
+    fraction = plot_fraction
+    if fraction is None or fraction not in pruned_fractions:
+      fraction = pruned_fractions[-1] if pruned_fractions else None
+    self.fraction = fraction
+    self.class_runs = [r for r in finished if r.has_keep_mask and r.fraction == fraction]
+    # The run whose early-exit scores the histogram and the image grid show.
+    self.chosen = plots_lib.confidence_run(results, fraction, base_config.model.exits)
+    self.out: list[str] = []
+
+  def section(self) -> list[str]:
+    """The '## Plots' lines, after drawing every plot that has data."""
+    self.out = ['## Plots', '']
+    no_rows = None if self.rows else 'no finished run'
+    self._plot('Test accuracy against total cost', plots_lib.COST_PLOT,
+               lambda p: plots_lib.plot_accuracy_vs_cost(p, self.rows, self.methods, self.band),
+               None if self.rows or len(self.band.nominal) else 'no finished run')
+    self._plot('Test accuracy against examples trained on', plots_lib.ACCURACY_PLOT,
+               lambda p: plots_lib.plot_accuracy_vs_examples(p, self.rows, self.methods),
+               no_rows)
+    self._plot('Pruned share per class', plots_lib.CLASS_PLOT, self._class_plot,
+               None if self.class_runs else 'no finished run that prunes')
+    skip = (None if self.chosen
+            else 'no finished run that prunes by an early exit with scores.npz')
+    self._plot('Early-exit confidence, pruned vs kept', plots_lib.HIST_PLOT, self._hist, skip)
+    self._plot('Pruned and kept training images', plots_lib.GRID_PLOT, self._grid, skip)
+    return self.out
+
+  def _plot(self, title: str, filename: str, make, skip_reason: str | None) -> None:
+    """Draws one plot with `make(path)` (which may return a caption), or says why not."""
+    self.out += [f'### {title}', '']
+    target = self.paths.plot(filename)
     if skip_reason is None:
       try:
         caption = make(target)
-        out.extend([f'![{title}]({filename})', ''])
+        self.out += [f'![{title}]({filename})', '']
         if caption:
-          out.extend([caption, ''])
+          self.out += [caption, '']
         return
       except Exception as e:  # pylint: disable=broad-except
         plt.close('all')
         skip_reason = f'the plot failed: {type(e).__name__}: {e}'
     if target.exists():
       target.unlink()  # a stale plot of earlier runs would mislead
-    out.extend([f'Skipped: {skip_reason}.', ''])
+    self.out += [f'Skipped: {skip_reason}.', '']
 
-  plot('Test accuracy against total cost', plots_lib.COST_PLOT,
-       lambda p: plots_lib.plot_accuracy_vs_cost(p, rows, methods, band),
-       None if rows or len(band.nominal) else 'no finished run')
-  plot('Test accuracy against examples trained on', plots_lib.ACCURACY_PLOT,
-       lambda p: plots_lib.plot_accuracy_vs_examples(p, rows, methods),
-       None if rows else 'no finished run')
-
-  class_runs = [r for r in finished if r.has_keep_mask and r.fraction == fraction]
-
-  def class_plot(p: epath.Path) -> None:  # no caption (the plot returns its labels)
+  def _class_plot(self, p: epath.Path) -> None:  # no caption (the plot returns its labels)
     plots_lib.plot_pruned_share_per_class(
-        p, results, fraction, methods, plots_lib.run_class_names(class_runs[0].summary))
+        p, self.results, self.fraction, self.methods,
+        plots_lib.run_class_names(self.class_runs[0].summary))
 
-  plot('Pruned share per class', plots_lib.CLASS_PLOT, class_plot,
-       None if class_runs else 'no finished run that prunes')
+  def _scores(self) -> dict[str, np.ndarray]:
+    return workdir_lib.read_npz(workdir_lib.RunDir(self.chosen.run_dir).scores)
 
-  chosen = plots_lib.confidence_run(results, fraction, base_config.model.exits)
-  skip = None if chosen else 'no finished run that prunes by an early exit with scores.npz'
-  scores_of = lambda r: workdir_lib.read_npz(workdir_lib.RunDir(r.run_dir).scores)
-
-  def hist(p: epath.Path) -> str:
-    scores = scores_of(chosen)
+  def _hist(self, p: epath.Path) -> str:
+    chosen = self.chosen
     exit_index = int(chosen.summary['config']['prune'].get('exit', 0))
     rounds = chosen.summary['pruning'].get('rounds') or [{}]
     cutoff = rounds[0].get('cutoff')
-    plots_lib.plot_exit_confidence(p, scores, exit_index, cutoff,
-                         f'{chosen.name}: early-exit confidence at the pruning epoch')
+    plots_lib.plot_exit_confidence(p, self._scores(), exit_index, cutoff,
+                                   f'{chosen.name}: early-exit confidence at the pruning epoch')
     return (f'From `{chosen.name}` (exit {exit_index}, blocks '
             f'{chosen.summary.get("exit_blocks")}); the line is the effective confidence '
             'threshold of the first pruning round' + (' (none recorded)' if cutoff is None
@@ -320,29 +360,27 @@ def write_report(compare_dir: epath.PathLike, run_summaries: Sequence[RunResult]
             'Pruned examples are also correct at both exits; kept ones above the line are '
             'not.')
 
-  plot('Early-exit confidence, pruned vs kept', plots_lib.HIST_PLOT, hist, skip)
-
-  def grid(p: epath.Path) -> str:
-    scores = scores_of(chosen)
+  def _grid(self, p: epath.Path) -> str:
+    chosen, scores = self.chosen, self._scores()
     config = plots_lib.data_config(chosen.summary)
-    names = plots_lib.run_class_names(chosen.summary)
     plots_lib.plot_pruned_kept_grid(
-        p, lambda indices: plots_lib.train_images_at(config, indices), scores, names, f'{chosen.name}: pruned (red) and kept (blue) training images')
+        p, lambda indices: plots_lib.train_images_at(config, indices), scores,
+        plots_lib.run_class_names(chosen.summary),
+        f'{chosen.name}: pruned (red) and kept (blue) training images')
     shown = min(len(np.unique(scores['label'])), plots_lib.MAX_GRID_CLASSES)
     return (f'From `{chosen.name}`: a random sample of {plots_lib.GRID_IMAGES} pruned and '
             f'{plots_lib.GRID_IMAGES} kept training images for {shown} class(es); the counts '
             'are the class\'s pruned and kept examples.')
 
-  plot('Pruned and kept training images', plots_lib.GRID_PLOT, grid, skip)
 
-  out += ['## Runs', '', '| run | status | test accuracy per exit | directory |',
-          '| --- | --- | --- | --- |']
+def _runs_table(results: Sequence[RunResult], root: epath.Path) -> list[str]:
+  """One row per planned run: status, per-exit accuracy, directory."""
+  out = ['## Runs', '', '| run | status | test accuracy per exit | directory |',
+         '| --- | --- | --- | --- |']
   for r in results:
     status = 'finished' if r.finished else 'failed' if r.error is not None else 'not run yet'
     accs = ('/'.join(f'{a:.4f}' for a in r.summary['test_accuracy'])
             if r.finished and r.summary.get('test_accuracy') else '')
-    out.append(f'| {r.name} | {status} | {accs} | `{_relative(r.run_dir, paths.root)}` |')
+    out.append(f'| {r.name} | {status} | {accs} | `{_relative(r.run_dir, root)}` |')
   out.append('')
-  # Atomic: a reader sees the old report or the new one.
-  workdir_lib.write_bytes(paths.report, '\n'.join(out).encode())
-  return str(paths.report)
+  return out

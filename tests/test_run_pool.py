@@ -101,14 +101,16 @@ def test_one_progress_view_and_a_log_per_run(both):
 
 
 def test_a_failed_run_fails_the_run_that_waits_on_it(tmp_path, capsys):
-  # 99% pruned leaves fewer examples than a batch: train.py refuses after loading the data.
+  # 99% pruned leaves fewer examples than a batch: the run process refuses after loading the
+  # data (config_checks.validate_with_data), before any training step.
   results = compare.run_comparison(
-      demo_config(methods='eeprune_mid,cost_matched', fractions='0.99', seeds='0', parallel=2),
-      str(tmp_path))
+      demo_config(methods='eeprune_mid,cost_matched', fractions='0.99', seeds='0', parallel=2,
+                  frontier=''), str(tmp_path))
   by_name = {r.name: r for r in results}
   failed = by_name['eeprune_mid_f0.99_s0']
   assert failed.error and 'prune.fraction' in failed.error
   assert failed.error == (tmp_path / 'runs' / failed.name / 'failure.txt').read_text()
+  assert not (tmp_path / 'runs' / failed.name / 'progress.json').exists()  # trained no epoch
   waiting = by_name['cost_matched_f0.99_s0']
   assert waiting.error.startswith('eeprune_mid_f0.99_s0 did not finish: ')
   assert not (tmp_path / 'runs' / waiting.name / 'log.txt').exists()  # never started
@@ -116,7 +118,8 @@ def test_a_failed_run_fails_the_run_that_waits_on_it(tmp_path, capsys):
 
 
 def test_sigterm_stops_every_run_with_a_checkpoint_and_a_rerun_resumes(tmp_path):
-  fields = {'methods': 'none,random', 'fractions': '0.3', 'seeds': '0', 'parallel': 2}
+  fields = {'methods': 'none,random', 'fractions': '0.3', 'seeds': '0', 'parallel': 2,
+            'frontier': ''}
   proc = subprocess.Popen(comparison_script(tmp_path, 6, **fields),
                           env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True)
@@ -165,19 +168,25 @@ def test_memory_share_per_process(monkeypatch):
 
 
 def test_a_killed_run_is_reported_with_how_it_ended(tmp_path):
-  # As the kernel's OOM killer would: SIGKILL, no chance to write failure.txt.
+  # As the kernel's OOM killer would: SIGKILL, no chance to write failure.txt. The kill
+  # lands within a poll of the run's exec (pkill matches its command line from then on),
+  # while it is still importing: it cannot have finished, and no epoch is paid for.
   run = tmp_path / 'runs' / 'none_f0_s0'
+  ended = threading.Event()
 
-  def kill_after_first_epoch():
-    deadline = time.time() + 600
-    while not (run / 'progress.json').exists() and time.time() < deadline:
-      time.sleep(0.2)
-    subprocess.run(['pkill', '-KILL', '-f', f'eeprune_jax.run_pool {run}$'], check=False)
+  def kill_once_started():
+    while not ended.is_set() and subprocess.run(
+        ['pkill', '-KILL', '-f', f'eeprune_jax.run_pool {run}$'], check=False).returncode:
+      time.sleep(0.05)
 
-  killer = threading.Thread(target=kill_after_first_epoch)
+  killer = threading.Thread(target=kill_once_started)
   killer.start()
-  results = compare.run_comparison(config(6, methods='none', seeds='0', parallel=2),
-                                   str(tmp_path))
-  killer.join()
+  try:
+    results = compare.run_comparison(
+        config(methods='none', seeds='0', parallel=2, frontier=''), str(tmp_path))
+  finally:
+    ended.set()
+    killer.join()
   assert 'killed by SIGKILL (out of host memory?)' in results[0].error, results[0].error
   assert str(run / 'log.txt') in results[0].error
+  assert not (run / 'summary.json').exists()

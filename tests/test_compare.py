@@ -33,6 +33,9 @@ def demo_config(**compare_fields) -> ml_collections.ConfigDict:
   config.train.batch_size = 128
   config.train.eval_batch_size = 256
   config.train.log_every_steps = 100
+  # One checkpoint per run, at its end or when it is stopped (~1 s each on a loaded 2-core
+  # machine): these tests read summaries, and a resumed run must resume from the stop's.
+  config.train.checkpoint_every_epochs = 100
   config.compare.update(compare_fields)
   return config
 

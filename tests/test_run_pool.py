@@ -1,6 +1,7 @@
 """Concurrent runs of a comparison (`compare.parallel`): same results as one after another,
 dependencies, failures, the progress view, and stopping and resuming."""
 
+import contextlib
 import os
 import pathlib
 import re
@@ -145,19 +146,22 @@ def test_sigterm_stops_every_run_with_a_checkpoint_and_a_rerun_resumes(tmp_path)
   deadline, frozen = time.time() + 600, {}
   try:
     while len(frozen) < len(runs):
-      assert proc.poll() is None and time.time() < deadline, 'no run logged epoch 1'
+      assert proc.poll() is None and time.time() < deadline, (
+          'the comparison ended, or timed out, before every run logged epoch 1')
       for run in runs:
         if run not in frozen and (run / 'progress.json').exists():
           frozen[run] = run_pid(run)
           os.kill(frozen[run], signal.SIGSTOP)
       time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
+    deadline = time.time() + 60  # the parent passes it on at its next poll (0.5 s)
     while not all(sigterm_pending(pid) for pid in frozen.values()):
       assert time.time() < deadline, 'the parent did not pass SIGTERM on to every run'
       time.sleep(0.05)
   finally:
     for pid in frozen.values():
-      os.kill(pid, signal.SIGCONT)
+      with contextlib.suppress(ProcessLookupError):  # (a run that ended: nothing to continue)
+        os.kill(pid, signal.SIGCONT)
   stdout, _ = proc.communicate(timeout=600)
   assert 'SIGTERM: stopping every run' in stdout, stdout
   for run in runs:

@@ -116,7 +116,8 @@ def test_report_opens_with_every_method_against_the_frontier(comparison):
   expected = (1 - w) * acc('frontier_c0.5_s0') + w * acc('frontier_c1_s0')
   line = next(line for line in table if line.startswith('| random |'))
   assert f'| {100 * expected:.2f} | {100 * (acc("random_f0.3_s0") - expected):+.2f} |' in line
-  # On 2 epochs the scoring pass costs more than pruning saves (measured: 1.12).
+  # On 2 epochs the scoring pass costs more than pruning saves (measured: 1.04; after one
+  # epoch on 512 examples only 23 of the 154 to prune are eligible).
   assert cost('eeprune_mid_f0.3_s0') > 1.0
   line = next(line for line in table if line.startswith('| eeprune_mid |'))
   assert "no reading |  | seed(s) 0 outside the frontier's costs" in line, line

@@ -1,8 +1,10 @@
 """Concurrent runs of a comparison (`compare.parallel`): same results as one after another,
 dependencies, failures, the progress view, and stopping and resuming."""
 
+import contextlib
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import time
 import numpy as np
 import pytest
 
+from eeprune_jax import checkpointing
 from eeprune_jax import compare
 from eeprune_jax import run_pool
 from eeprune_jax import workdir as workdir_lib
@@ -101,44 +104,80 @@ def test_one_progress_view_and_a_log_per_run(both):
 
 
 def test_a_failed_run_fails_the_run_that_waits_on_it(tmp_path, capsys):
-  # 99% pruned leaves fewer examples than a batch: train.py refuses after loading the data.
+  # 99% pruned leaves fewer examples than a batch: the run process refuses after loading the
+  # data (config_checks.validate_with_data), before any training step.
   results = compare.run_comparison(
-      demo_config(methods='eeprune_mid,cost_matched', fractions='0.99', seeds='0', parallel=2),
-      str(tmp_path))
+      demo_config(methods='eeprune_mid,cost_matched', fractions='0.99', seeds='0', parallel=2,
+                  frontier=''), str(tmp_path))
   by_name = {r.name: r for r in results}
   failed = by_name['eeprune_mid_f0.99_s0']
   assert failed.error and 'prune.fraction' in failed.error
   assert failed.error == (tmp_path / 'runs' / failed.name / 'failure.txt').read_text()
+  assert not (tmp_path / 'runs' / failed.name / 'progress.json').exists()  # trained no epoch
   waiting = by_name['cost_matched_f0.99_s0']
   assert waiting.error.startswith('eeprune_mid_f0.99_s0 did not finish: ')
   assert not (tmp_path / 'runs' / waiting.name / 'log.txt').exists()  # never started
   assert f'failed {waiting.name}' in capsys.readouterr().out
 
 
+def run_pid(run: pathlib.Path) -> int:
+  """The pid of the process training `run`: the owner its workdir lock names."""
+  return workdir_lib.read_json(run / 'lock.json')['pid']
+
+
+def sigterm_pending(pid: int) -> bool:
+  """Whether a SIGTERM sent to process `pid` waits to be delivered (it is stopped)."""
+  status = pathlib.Path(f'/proc/{pid}/status').read_text()
+  pending = int(re.search(r'^ShdPnd:\s*([0-9a-f]+)$', status, re.M).group(1), 16)
+  return bool(pending >> (signal.SIGTERM - 1) & 1)
+
+
 def test_sigterm_stops_every_run_with_a_checkpoint_and_a_rerun_resumes(tmp_path):
-  fields = {'methods': 'none,random', 'fractions': '0.3', 'seeds': '0', 'parallel': 2}
-  proc = subprocess.Popen(comparison_script(tmp_path, 6, **fields),
+  # Each run is frozen (SIGSTOP) as soon as it has logged epoch 1, and continued only once
+  # the SIGTERM its parent passes on is pending: however fast it trains, every run stops
+  # within a dispatch of the end of epoch 2 (the host may have queued all of epoch 2's steps
+  # when frozen), one epoch before its end.
+  fields = {'methods': 'none,random', 'fractions': '0.3', 'seeds': '0', 'parallel': 2,
+            'frontier': ''}
+  runs = [tmp_path / 'runs' / n for n in ('none_f0_s0', 'random_f0.3_s0')]
+  proc = subprocess.Popen(comparison_script(tmp_path, 3, **fields),
                           env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True)
-  deadline = time.time() + 600
-  progress = [tmp_path / 'runs' / n / 'progress.json' for n in ('none_f0_s0', 'random_f0.3_s0')]
-  while not all(p.exists() for p in progress) and time.time() < deadline:
-    time.sleep(0.2)
-  proc.send_signal(signal.SIGTERM)
+  deadline, frozen = time.time() + 600, {}
+  try:
+    while len(frozen) < len(runs):
+      assert proc.poll() is None and time.time() < deadline, (
+          'the comparison ended, or timed out, before every run logged epoch 1')
+      for run in runs:
+        if run not in frozen and (run / 'progress.json').exists():
+          frozen[run] = run_pid(run)
+          os.kill(frozen[run], signal.SIGSTOP)
+      time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    deadline = time.time() + 60  # the parent passes it on at its next poll (0.5 s)
+    while not all(sigterm_pending(pid) for pid in frozen.values()):
+      assert time.time() < deadline, 'the parent did not pass SIGTERM on to every run'
+      time.sleep(0.05)
+  finally:
+    for pid in frozen.values():
+      with contextlib.suppress(ProcessLookupError):  # (a run that ended: nothing to continue)
+        os.kill(pid, signal.SIGCONT)
   stdout, _ = proc.communicate(timeout=600)
   assert 'SIGTERM: stopping every run' in stdout, stdout
-  unfinished = [p.parent for p in progress if not (p.parent / 'summary.json').exists()]
-  assert unfinished, 'both runs finished before the signal: lengthen them'
-  for run in unfinished:
-    assert (run / 'checkpoints').exists()
-    assert 'SIGTERM received: saving a checkpoint' in (run / 'log.txt').read_text()
-  results = compare.run_comparison(config(6, **fields), str(tmp_path))
+  for run in runs:
+    assert not (run / 'summary.json').exists()
+    log = (run / 'log.txt').read_text()
+    assert 'SIGTERM received: saving a checkpoint' in log
+    # The stop's own checkpoint (demo_config saves no other before a run's end).
+    stopped_at = checkpointing.make_manager(str(run), read_only=True).latest_step()
+    assert stopped_at is not None and f'Preempted at step {stopped_at}:' in log, log
+  results = compare.run_comparison(config(3, **fields), str(tmp_path))
   assert all(r.finished for r in results), [r.error for r in results]
-  for run in unfinished:
+  for run in runs:
     history = workdir_lib.read_json(run / 'summary.json')['history']
-    assert [h['epoch'] for h in history] == [1, 2, 3, 4, 5, 6]
+    assert [h['epoch'] for h in history] == [1, 2, 3]
     log = (run / 'log.txt').read_text()  # both processes' output: epoch 1 trained once
-    assert log.count('epoch   1  step') == 1 and log.count('epoch   6  step') == 1, log
+    assert log.count('epoch   1  step') == 1 and log.count('epoch   3  step') == 1, log
 
 
 @pytest.mark.parametrize('fields, match', [
@@ -165,19 +204,25 @@ def test_memory_share_per_process(monkeypatch):
 
 
 def test_a_killed_run_is_reported_with_how_it_ended(tmp_path):
-  # As the kernel's OOM killer would: SIGKILL, no chance to write failure.txt.
+  # As the kernel's OOM killer would: SIGKILL, no chance to write failure.txt. The kill
+  # lands within a poll of the run's exec (pkill matches its command line from then on),
+  # while it is still importing: it cannot have finished, and no epoch is paid for.
   run = tmp_path / 'runs' / 'none_f0_s0'
+  ended = threading.Event()
 
-  def kill_after_first_epoch():
-    deadline = time.time() + 600
-    while not (run / 'progress.json').exists() and time.time() < deadline:
-      time.sleep(0.2)
-    subprocess.run(['pkill', '-KILL', '-f', f'eeprune_jax.run_pool {run}$'], check=False)
+  def kill_once_started():
+    while not ended.is_set() and subprocess.run(
+        ['pkill', '-KILL', '-f', f'eeprune_jax.run_pool {run}$'], check=False).returncode:
+      time.sleep(0.05)
 
-  killer = threading.Thread(target=kill_after_first_epoch)
+  killer = threading.Thread(target=kill_once_started)
   killer.start()
-  results = compare.run_comparison(config(6, methods='none', seeds='0', parallel=2),
-                                   str(tmp_path))
-  killer.join()
+  try:
+    results = compare.run_comparison(
+        config(methods='none', seeds='0', parallel=2, frontier=''), str(tmp_path))
+  finally:
+    ended.set()
+    killer.join()
   assert 'killed by SIGKILL (out of host memory?)' in results[0].error, results[0].error
   assert str(run / 'log.txt') in results[0].error
+  assert not (run / 'summary.json').exists()

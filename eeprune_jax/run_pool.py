@@ -137,77 +137,105 @@ def run_jobs(jobs: Sequence[Job], *, parallel: int, fraction: float,
   waits for the next call. Returns False when a run was stopped (SIGINT/SIGTERM to this
   process or to the run: it saved a checkpoint), True when every job ended.
   """
-  names = {job.name for job in jobs}
-  pending, running, ended = list(jobs), [], {}
-  env, started, last_status = worker_env(fraction), time.monotonic(), time.monotonic()
-  stop = {'requested': False, 'signalled': False}
-
-  def request_stop(signum, frame):  # pylint: disable=unused-argument
-    if not stop['requested']:
-      print(f'{signal.Signals(signum).name}: stopping every run at its next step with a '
-            'checkpoint; rerun the same command to resume.', flush=True)
-    stop['requested'] = True
-
-  def end(outcome: Outcome) -> None:
-    ended[outcome.name] = outcome
-    on_outcome(outcome)
-
-  def ready(job: Job) -> bool:
-    return job.after is None or job.after not in names or job.after in ended
-
-  previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+  pool = _Pool(jobs, parallel, worker_env(fraction), on_outcome)
+  previous = {s: signal.signal(s, pool.request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
   try:
-    while pending or running:
-      while not stop['requested'] and len(running) < parallel:
-        job = next((j for j in pending if ready(j)), None)
-        if job is None:
-          break
-        pending.remove(job)
-        before = ended.get(job.after)
-        if before is not None and before.summary is None:
-          if before.preempted:  # it resumes next time; so does this one
-            continue
-          end(Outcome(job.name, error=f'{job.after} did not finish: {before.error}'))
-          continue
-        try:
-          running.append(_Process(job, env))
-        except ValueError as e:
-          end(Outcome(job.name, error=error_text(e)))
-          continue
-        print(f'start {job.name} -> {job.run_dir.root} (log.txt)', flush=True)
-      if stop['requested'] and not stop['signalled']:
-        for proc in running:
-          proc.process.send_signal(signal.SIGTERM)
-        stop['signalled'] = True
-      for proc in list(running):
-        returncode = proc.process.poll()
-        if returncode is not None:
-          running.remove(proc)
-          if stop['signalled'] and returncode == -signal.SIGTERM:
-            proc.log.close()  # stopped before its loop could checkpoint: it restarts
-            end(Outcome(proc.job.name, preempted=True))
-          else:
-            end(proc.outcome(returncode))
-      if stop['requested'] and not running:
-        return False
-      now = time.monotonic()
-      if running and now - last_status >= progress_every_s:
-        last_status = now
-        minutes, seconds = divmod(int(now - started), 60)
-        print(f'[{minutes:02d}:{seconds:02d}] running {len(running)}: '
-              f'{", ".join(_progress(p.job) for p in running)} | ended {len(ended)}, '
-              f'waiting {len(pending)}', flush=True)
-      if running:
-        time.sleep(poll_s)
-    # A run stopped by a SIGTERM of its own (not ours) is unfinished too.
-    return not stop['requested'] and not any(o.preempted for o in ended.values())
+    return pool.run(progress_every_s, poll_s)
   finally:
-    for proc in running:  # only after an error in this process: leave no run orphaned
-      proc.process.send_signal(signal.SIGTERM)  # it checkpoints and exits
-      proc.process.wait()
-      proc.log.close()
+    pool.stop_running()  # only after an error in this process: leave no run orphaned
     for s, handler in previous.items():
       signal.signal(s, handler)
+
+
+class _Pool:
+  """The jobs of one `run_jobs` call: waiting, running, ended, and a requested stop."""
+
+  def __init__(self, jobs: Sequence[Job], parallel: int, env: dict[str, str],
+               on_outcome: Callable[[Outcome], None]):
+    self.names = {job.name for job in jobs}
+    self.pending, self.running, self.ended = list(jobs), [], {}
+    self.parallel, self.env, self.on_outcome = parallel, env, on_outcome
+    self.stop_requested = self.stop_signalled = False
+
+  def request_stop(self, signum, frame) -> None:  # pylint: disable=unused-argument
+    """The SIGINT/SIGTERM handler: every run stops at its next step with a checkpoint."""
+    if not self.stop_requested:
+      print(f'{signal.Signals(signum).name}: stopping every run at its next step with a '
+            'checkpoint; rerun the same command to resume.', flush=True)
+    self.stop_requested = True
+
+  def run(self, progress_every_s: float, poll_s: float) -> bool:
+    """Starts, watches and reaps runs until every job ended or a stop took effect."""
+    started = last_status = time.monotonic()
+    while self.pending or self.running:
+      self._start_ready()
+      if self.stop_requested and not self.stop_signalled:
+        for proc in self.running:
+          proc.process.send_signal(signal.SIGTERM)
+        self.stop_signalled = True
+      self._reap()
+      if self.stop_requested and not self.running:
+        return False
+      now = time.monotonic()
+      if self.running and now - last_status >= progress_every_s:
+        last_status = now
+        self._print_status(now - started)
+      if self.running:
+        time.sleep(poll_s)
+    # A run stopped by a SIGTERM of its own (not ours) is unfinished too.
+    return not self.stop_requested and not any(o.preempted for o in self.ended.values())
+
+  def stop_running(self) -> None:
+    """SIGTERM to every run still running (each checkpoints and exits); waits for them."""
+    for proc in self.running:
+      proc.process.send_signal(signal.SIGTERM)
+      proc.process.wait()
+      proc.log.close()
+
+  def _end(self, outcome: Outcome) -> None:
+    self.ended[outcome.name] = outcome
+    self.on_outcome(outcome)
+
+  def _ready(self, job: Job) -> bool:
+    return job.after is None or job.after not in self.names or job.after in self.ended
+
+  def _start_ready(self) -> None:
+    """Starts waiting jobs whose dependency ended, up to `parallel` running."""
+    while not self.stop_requested and len(self.running) < self.parallel:
+      job = next((j for j in self.pending if self._ready(j)), None)
+      if job is None:
+        return
+      self.pending.remove(job)
+      before = self.ended.get(job.after)
+      if before is not None and before.summary is None:
+        if not before.preempted:  # a preempted one resumes next time; so does this one
+          self._end(Outcome(job.name, error=f'{job.after} did not finish: {before.error}'))
+        continue
+      try:
+        self.running.append(_Process(job, self.env))
+      except ValueError as e:
+        self._end(Outcome(job.name, error=error_text(e)))
+        continue
+      print(f'start {job.name} -> {job.run_dir.root} (log.txt)', flush=True)
+
+  def _reap(self) -> None:
+    """Records the outcome of every run that ended since the last look."""
+    for proc in list(self.running):
+      returncode = proc.process.poll()
+      if returncode is None:
+        continue
+      self.running.remove(proc)
+      if self.stop_signalled and returncode == -signal.SIGTERM:
+        proc.log.close()  # stopped before its loop could checkpoint: it restarts
+        self._end(Outcome(proc.job.name, preempted=True))
+      else:
+        self._end(proc.outcome(returncode))
+
+  def _print_status(self, elapsed_s: float) -> None:
+    minutes, seconds = divmod(int(elapsed_s), 60)
+    print(f'[{minutes:02d}:{seconds:02d}] running {len(self.running)}: '
+          f'{", ".join(_progress(p.job) for p in self.running)} | ended {len(self.ended)}, '
+          f'waiting {len(self.pending)}', flush=True)
 
 
 def worker_main(argv: Sequence[str]) -> int:

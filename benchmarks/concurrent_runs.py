@@ -2,6 +2,7 @@
 
   python benchmarks/concurrent_runs.py                     # CPU: configs/loop_benchmark.py:cpu
   python benchmarks/concurrent_runs.py --preset=gpu --npz_path=cifar10_jpeg.npz --runs=5 --json
+  python benchmarks/concurrent_runs.py --smoke --json      # seconds: preset 'smoke', 2 runs
 
 Both sides go through `eeprune_jax.run_pool`, so every run pays a process start, a data
 load and its compilations (no persistent compilation cache, so neither side finds the
@@ -32,6 +33,8 @@ flags.DEFINE_string('npz_path', '', 'CIFAR-10 JPEG .npz (the gpu preset).')
 flags.DEFINE_integer('runs', 2, 'Runs at once.')
 flags.DEFINE_integer('epochs', 0, 'Epochs of every run (0: as the config says).')
 flags.DEFINE_bool('json', False, 'Print one JSON object as the last line.')
+flags.DEFINE_bool('smoke', False, "Seconds, for tests: the 'smoke' preset (2 epochs of 128 "
+                  'digits), 2 runs at once; figures mean nothing.')
 
 
 def _timed(root: str, seeds: range, parallel: int) -> tuple[float, list[dict]]:
@@ -62,6 +65,8 @@ def _timed(root: str, seeds: range, parallel: int) -> tuple[float, list[dict]]:
 
 def main(argv):
   del argv
+  if FLAGS.smoke:
+    FLAGS.preset, FLAGS.runs = 'smoke', 2
   os.environ.pop('JAX_COMPILATION_CACHE_DIR', None)  # the runs inherit this environment
   with tempfile.TemporaryDirectory() as root:
     one_s, _ = _timed(root, range(0, 1), parallel=1)

@@ -23,9 +23,11 @@ def _smoke(script: str, *args: str) -> str:
   """The stdout of `benchmarks/<script> --smoke ARGS` on one CPU device."""
   env = xla_env.env(1)
   env['PYTHONPATH'] = os.pathsep.join([str(ROOT), env.get('PYTHONPATH', '')])
-  return subprocess.run(
+  proc = subprocess.run(
       [sys.executable, str(ROOT / 'benchmarks' / script), '--smoke', *args], env=env,
-      check=True, capture_output=True, text=True, timeout=HANG_S).stdout
+      capture_output=True, text=True, timeout=HANG_S)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  return proc.stdout
 
 
 def _last_json(out: str) -> dict:

@@ -5,9 +5,9 @@
   python benchmarks/concurrent_runs.py --smoke --json      # seconds: preset 'smoke', one cache
 
 Both sides go through `eeprune_jax.run_pool`, so every run pays a process start, a data
-load and its compilations (no persistent compilation cache but with `--smoke`, so neither
-side finds the other's programs): first one run alone (seed 0), then `--runs` runs at once (seeds
-1..N), each with 0.9 / N of device memory. Prints the wall time of each and the throughput gain, N x one run / N at once (on
+load and its compilations (no persistent compilation cache but with `--smoke`, so
+neither side finds the other's programs): first one run alone (seed 0), then `--runs` runs
+at once (seeds 1..N), each with 0.9 / N of device memory. Prints the wall time of each and the throughput gain, N x one run / N at once (on
 a CPU about 1 or less: each run already uses every core). The parent starts no JAX
 backend; `devices` comes from the runs' summaries.
 """

@@ -1,6 +1,7 @@
 """Why the loop dispatches one train step at a time on CPUs: the same step, four ways.
 
   python benchmarks/cpu_step_loops.py
+  python benchmarks/cpu_step_loops.py --smoke   # seconds: 2 steps per call, 1 round
 
 ResNet-20 at width 0.125 with a mid exit on 8x8 inputs, batch 32 (the CPU config of
 `configs/loop_benchmark.py`): `--steps` train steps dispatched one by one, in one
@@ -26,12 +27,16 @@ from eeprune_jax import steps as steps_lib  # pylint: disable=wrong-import-posit
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('steps', 10, 'Train steps per timed call.')
 flags.DEFINE_integer('rounds', 5, 'Timed calls of each form (after one warm-up call).')
+flags.DEFINE_bool('smoke', False, 'Seconds, for tests: every form once, 2 steps per call, '
+                  '1 round; figures mean nothing.')
 
 P = jax.sharding.PartitionSpec
 
 
 def main(argv):
   del argv
+  if FLAGS.smoke:  # 2 steps, so the loops and the unrolled program loop
+    FLAGS.steps, FLAGS.rounds = 2, 1
   config = loop_benchmark.get_config('cpu')
   b, k = config.train.batch_size, FLAGS.steps
   mesh = parallel.make_mesh()

@@ -6,6 +6,7 @@ devices in the same run. ratio = input / train: below ~1.5 the input is (close t
 bottleneck.
 
   python benchmarks/input_pipeline.py --data_dir ../shared/data/tfds --steps 300
+  python benchmarks/input_pipeline.py --smoke   # seconds: 256 examples, batch 8, 2 steps
 
 The train step is the project's own (`train.train_step`, mid exit, on random inputs).
 Without TensorFlow (e.g. a GPU box with JAX only) read the JPEG copy instead:
@@ -110,13 +111,20 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument('--backends', default='device,tfdata')
   parser.add_argument('--npz_path', default='',
                       help='read CIFAR-10 from this JPEG .npz instead of TFDS (no TF needed).')
+  parser.add_argument('--smoke', action='store_true',
+                      help='seconds, for tests: the first 256 training examples, batch 8, '
+                      '2 input steps and 1 train step (ResNet-18 w0.125); figures mean nothing.')
   args = parser.parse_args(argv)
+  if args.smoke:
+    args.steps, args.train_steps, args.warmup, args.batch_size, args.width = 2, 1, 1, 8, 0.125
 
   cfg = config_base.base_config()
   cfg.data.source, cfg.data.name, cfg.data.data_dir = 'tfds', 'cifar10', args.data_dir
   if args.npz_path:
     cfg.data.source, cfg.data.npz_path = 'npz', args.npz_path
   cfg.data.augment, cfg.data.image_size = 'cifar', 32
+  if args.smoke:  # the device backend loads its whole split first
+    cfg.data.train_split = 'train[:256]'
   cfg.model.name, cfg.model.stem, cfg.model.width = 'resnet18', 'cifar', args.width
   mesh = parallel.make_mesh()
   print(f'devices: {jax.device_count()} x {jax.devices()[0].device_kind}, '

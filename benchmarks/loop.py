@@ -2,6 +2,7 @@
 
   python benchmarks/loop.py                      # CPU default: configs/loop_benchmark.py:cpu
   python benchmarks/loop.py --preset=gpu --npz_path=cifar10_jpeg.npz --json
+  python benchmarks/loop.py --smoke --json       # seconds: the 'smoke' preset, 2 rounds
 
 In one run, for one config (`configs/loop_benchmark.py`):
   * the bare train step (the project's `steps.train_step` under jit + shard_map, as the
@@ -52,6 +53,8 @@ flags.DEFINE_integer('steps_per_call', 10, 'Steps per timed call.')
 flags.DEFINE_bool('json', False, 'Print one JSON object as the last line.')
 flags.DEFINE_bool('skip_loop', False, 'In-process figures only (no main runs).')
 flags.DEFINE_integer('epochs', 0, 'Epochs of the main runs (0: as the config says).')
+flags.DEFINE_bool('smoke', False, "Seconds, for tests: every path once at the least size "
+                  "(preset 'smoke', 2 rounds of 1 step per call); figures mean nothing.")
 
 P = jax.sharding.PartitionSpec
 
@@ -201,6 +204,8 @@ def _main_runs() -> dict[str, dict[str, float]]:
 
 def main(argv):
   del argv
+  if FLAGS.smoke:  # 2 rounds: one before the main runs and one after
+    FLAGS.preset, FLAGS.rounds, FLAGS.steps_per_call = 'smoke', 2, 1
   config = _config()
   mesh = parallel.make_mesh()
   info = data_lib.dataset_info(config.data)

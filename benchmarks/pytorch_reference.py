@@ -1,6 +1,7 @@
 """A plain PyTorch loop of the project's CIFAR ResNet-18 recipe, as a speed reference.
 
   python benchmarks/pytorch_reference.py --npz_path=cifar10_jpeg.npz --epochs=20 --json
+  python benchmarks/pytorch_reference.py --npz_path=cifar10_jpeg.npz --smoke --json  # seconds
 
 The same network as `models.resnet` in CIFAR form (3x3 stride-1 stem, no max-pool, no
 exits), the same recipe as `configs/loop_benchmark.py:gpu` (SGD with Nesterov momentum
@@ -24,13 +25,15 @@ import time
 import numpy as np
 
 
-def _decode(npz_path: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+def _decode(npz_path: str, split: str, limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """The split's images and labels, the first `limit` only if it is not 0."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
   with np.load(npz_path) as f:
     data, offsets, labels = f[f'{split}_jpeg'], f[f'{split}_offsets'], f[f'{split}_labels']
+  count = min(limit, len(labels)) if limit else len(labels)
   images = np.stack([np.asarray(Image.open(io.BytesIO(data[offsets[i]:offsets[i + 1]].tobytes())))
-                     for i in range(len(offsets) - 1)])
-  return images, labels.astype(np.int64)
+                     for i in range(count)])
+  return images, labels[:count].astype(np.int64)
 
 
 def _resnet18(num_classes: int):
@@ -71,8 +74,14 @@ def main():
   parser.add_argument('--step_rounds', type=int, default=30)
   parser.add_argument('--train_examples', type=int, default=0,
                       help='Train on the first N examples only (0: all; for smoke runs).')
+  parser.add_argument('--smoke', action='store_true',
+                      help='seconds, for tests: 1 epoch of 64 examples, batch 32, 2 timed '
+                      'steps; figures mean nothing.')
   parser.add_argument('--json', action='store_true')
   args = parser.parse_args()
+  if args.smoke:
+    args.epochs, args.batch_size, args.eval_batch_size = 1, 32, 32
+    args.step_rounds, args.train_examples = 2, 64
   start_all = time.time()
   import torch  # pylint: disable=g-import-not-at-top
   import torch.nn.functional as F  # pylint: disable=g-import-not-at-top
@@ -80,11 +89,8 @@ def main():
   torch.backends.cudnn.benchmark = True
   torch.manual_seed(0)
 
-  train_x, train_y = _decode(args.npz_path, 'train')
-  test_x, test_y = _decode(args.npz_path, 'test')
-  if args.train_examples:
-    train_x, train_y = train_x[:args.train_examples], train_y[:args.train_examples]
-    test_x, test_y = test_x[:args.train_examples], test_y[:args.train_examples]
+  train_x, train_y = _decode(args.npz_path, 'train', args.train_examples)
+  test_x, test_y = _decode(args.npz_path, 'test', args.train_examples)
   to_dev = lambda a: torch.from_numpy(a).to(device)
   train_x, train_y, test_x, test_y = map(to_dev, (train_x, train_y, test_x, test_y))
   mean = torch.tensor([125.3, 123.0, 113.9], device=device).view(1, 3, 1, 1)

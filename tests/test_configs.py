@@ -11,7 +11,7 @@ from eeprune_jax import config_checks
 from eeprune_jax import methods
 
 CONFIGS = sorted((pathlib.Path(__file__).resolve().parents[1] / 'configs').glob('*.py'))
-PRESETS = {'loop_benchmark.py': ('cpu', 'gpu')}
+PRESETS = {'loop_benchmark.py': ('cpu', 'gpu', 'smoke')}
 
 
 def load(path: pathlib.Path, tmp_path: pathlib.Path, preset: str | None):

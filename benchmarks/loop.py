@@ -88,10 +88,16 @@ def _dispatches(program, state, *args):
   return call
 
 
+def _init(model, image_shape):
+  """The network's variables, initialised by one compiled program (op by op is slower)."""
+  return jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(
+      jnp.zeros((1, *image_shape)))
+
+
 def _plain_flax(config, num_classes, image_shape, images, labels):
   """A plain jitted Flax train step of the same network, written without the project."""
   model = models.build_model(config.model, num_classes, axis_name=None)
-  variables = model.init(jax.random.key(0), jnp.zeros((1, *image_shape)), train=False)
+  variables = _init(model, image_shape)
   decay = lambda p: jax.tree.map(lambda x: x.ndim > 1, p)
   tx = optax.chain(optax.add_decayed_weights(config.train.weight_decay, mask=decay),
                    optax.sgd(optax.cosine_decay_schedule(config.train.learning_rate, 10_000),
@@ -160,7 +166,7 @@ def _project_steps(config, num_classes, image_shape, images, labels, mesh):
 def _plain_forward(config, num_classes, image_shape, images):
   """A plain jitted eval-mode forward pass (final logits) of the same network."""
   model = models.build_model(config.model, num_classes, axis_name=None)
-  variables = model.init(jax.random.key(0), jnp.zeros((1, *image_shape)), train=False)
+  variables = _init(model, image_shape)
   fn = jax.jit(lambda v, x: model.apply(v, x, train=False)[-1])
   device = jax.devices()[0]
   variables, images = jax.device_put((variables, images), device)

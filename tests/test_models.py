@@ -172,7 +172,8 @@ def test_jit_forward_backward(name):
   model = models.build_model(config, 10)
   x = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
   y = jnp.array([1, 2])
-  variables = model.init(jax.random.key(0), x, train=False)
+  # Jitted: MobileNetV3's init op by op took 8 s here, compiled 3.6 s.
+  variables = jax.jit(functools.partial(model.init, train=False))(jax.random.key(0), x)
 
   @jax.jit
   def step(params, batch_stats, x, y):
@@ -201,7 +202,7 @@ def test_batch_norm_under_shard_map():
   config = model_config('resnet20', width=0.125, exits='shallow')
   model = models.build_model(config, 10, axis_name='batch')
   x = jnp.ones((2 * jax.device_count(), 32, 32, 3))
-  variables = model.init(jax.random.key(0), x, train=False)
+  variables = jax.jit(functools.partial(model.init, train=False))(jax.random.key(0), x)
   P = jax.sharding.PartitionSpec
 
   def fwd(variables, x):

@@ -22,7 +22,7 @@ setuptools.setup(
         "tqdm",
         "tensorboardX",  # TensorBoard event files without TensorFlow
         # tf.data backend and TFDS sources. Only eeprune_jax.data.tfdata and
-        # eeprune_jax.data.sources import them, so the device-resident backend runs without.
+        # eeprune_jax.data.sources.tfds import them, so the device-resident backend runs without.
         "tensorflow-cpu; platform_machine=='x86_64'",
         "tensorflow; platform_machine!='x86_64'",
         "tensorflow-datasets",

@@ -26,7 +26,7 @@ def base_config() -> ml_collections.ConfigDict:
   data.download = True
   data.npz_path = ''  # path of the .npz file when source == 'npz'.
   # A split or a slice of one, in TFDS's syntax for every source: 'train[:2000]',
-  # 'train[2000:]', 'train[:10%]' (see eeprune_jax/data/sources.py).
+  # 'train[2000:]', 'train[:10%]' (see eeprune_jax/data/sources/splits.py).
   data.train_split = 'train'
   data.eval_split = 'test'
   data.image_size = 32  # images are resized/padded to image_size x image_size.

@@ -5,7 +5,6 @@ what it has checked. Method-specific rules come from the method's properties
 (`methods.Method`), so no rule here names a method.
 """
 
-import os
 import re
 
 from etils import epath
@@ -17,8 +16,9 @@ from eeprune_jax import methods
 from eeprune_jax import models
 from eeprune_jax import data as data_lib
 from eeprune_jax.data import augment
+from eeprune_jax.data import sources as data_sources
 
-SOURCES = ('digits', 'tfds', 'npz')
+SOURCES = data_sources.names()
 BACKENDS = tuple(data_lib.BACKENDS)
 OPTIMIZERS = ('sgd', 'adamw')
 EXIT_LOSS_SCHEDULES = ('constant', 'sdn')
@@ -95,12 +95,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _one_of(errors, 'data.source', d.source, SOURCES)
   _one_of(errors, 'data.backend', d.backend, BACKENDS)
   _one_of(errors, 'data.augment', d.augment, augment.KINDS)
-  _check(errors, d.source != 'tfds' or bool(d.name),
-         "config.data.name is empty: with data.source='tfds' name a TFDS data set, e.g. cifar10.")
-  if d.source == 'npz':
-    _check(errors, bool(d.npz_path) and os.path.exists(d.npz_path),
-           f'config.data.npz_path={d.npz_path!r} is not a file: point it at an .npz with '
-           'images and labels.')
+  if d.source in SOURCES:
+    errors.extend(data_sources.source_of(d).config_errors(d))
   _check(errors, d.grain_workers >= -1,
          f'config.data.grain_workers={d.grain_workers} must be >= -1 (-1: one per CPU core, '
          '0: no worker processes).')

@@ -468,3 +468,45 @@ def test_known_class_names_only_replace_indices():
   assert sources.named_classes('cifar10', ['a'] * 10, 10) == ('a',) * 10  # real names stay
   assert sources.named_classes('digits', None, 3) == ('0', '1', '2')
   assert sources.named_classes('cifar10', None, 7) == tuple('0123456')  # a count mismatch
+
+
+def _compares_data_source(tree) -> list[str]:
+  """Comparisons of a `.source` attribute with a source's name."""
+  import ast  # pylint: disable=g-import-not-at-top
+  found = []
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Compare):
+      sides = [node.left, *node.comparators]
+      if (any(isinstance(s, ast.Attribute) and s.attr == 'source' for s in sides) and
+          any(isinstance(s, ast.Constant) and s.value in sources.names() for s in sides)):
+        found.append(ast.unparse(node))
+  return found
+
+
+def test_sources_are_plugins_behind_one_protocol(tmp_path):
+  """Each source is its own module, registered under its config name; nothing outside
+  `data/sources/` switches on a source's name; the config check asks the registry and the
+  source for its own fields."""
+  import ast  # pylint: disable=g-import-not-at-top
+  from eeprune_jax import config_checks  # pylint: disable=g-import-not-at-top
+  assert set(sources.names()) == {'digits', 'npz', 'tfds'}
+  for name in sources.names():
+    assert type(sources.base.get(name)).__module__ == f'eeprune_jax.data.sources.{name}'
+  repo = pathlib.Path(__file__).resolve().parents[1]
+  files = [p for p in (repo / 'eeprune_jax').rglob('*.py') if 'sources' not in p.parts]
+  found = {str(p.relative_to(repo)): _compares_data_source(ast.parse(p.read_text()))
+           for p in files}
+  assert {k: v for k, v in found.items() if v} == {}
+  assert _compares_data_source(ast.parse("if d.source == 'tfds': pass"))  # the check works
+  cfg = config_base.base_config()
+  cfg.data.source = 'hdf5'
+  with pytest.raises(config_checks.ConfigError, match='data.source'):
+    config_checks.validate(cfg)
+  with pytest.raises(ValueError, match="unknown config.data.source 'hdf5': one of 'digits'"):
+    sources.dataset_info(cfg.data)
+  cfg.data.source, cfg.data.npz_path = 'npz', str(tmp_path / 'missing.npz')
+  with pytest.raises(config_checks.ConfigError, match='npz_path=.*missing.npz.* is not a file'):
+    config_checks.validate(cfg)
+  cfg.data.source, cfg.data.name = 'tfds', ''
+  with pytest.raises(config_checks.ConfigError, match="config.data.name is empty"):
+    config_checks.validate(cfg)

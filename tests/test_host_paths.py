@@ -263,9 +263,16 @@ def test_tfdata_with_uneven_kept_counts_across_two_processes(tmp_path):
   assert set(hosts[0]['rows']['0']) != set(hosts[0]['rows']['1'])
   cfg = config_base.base_config().data
   cfg.source, cfg.name, cfg.data_dir = 'tfds', 'cifar100', str(tmp_path / 'tfds')
-  labels = sources.tfds_labels(cfg, 'train').tolist()
+  labels = _canonical_labels(cfg).tolist()
   assert hosts[0]['labels'] == hosts[1]['labels'] == labels
   assert np.load(tmp_path / 'run' / 'train_labels.npy').tolist() == labels
+
+
+def _canonical_labels(cfg) -> np.ndarray:
+  """The train labels read one shard file after another, record by record."""
+  n = sources.num_examples(cfg, 'train')
+  return np.array([label for _, label in sources.stream(cfg, 'train', 0, n).as_numpy_iterator()],
+                  np.int32)
 
 
 def test_tfdata_reads_the_labels_once_and_a_resume_reuses_them(tmp_path, monkeypatch):
@@ -280,14 +287,14 @@ def test_tfdata_reads_the_labels_once_and_a_resume_reuses_them(tmp_path, monkeyp
                                       mesh=parallel.make_mesh(), seed=0,
                                       workdir=tmp_path / 'run')
   labels = make().train_labels
-  np.testing.assert_array_equal(labels, sources.tfds_labels(cfg, 'train'))
+  np.testing.assert_array_equal(labels, _canonical_labels(cfg))
   assert len(set(labels)) == 7 and labels.dtype == np.int32
   assert (tmp_path / 'run' / 'train_labels.npy').exists()
 
   def no_reading(*args):
     raise AssertionError('read the split again')
 
-  monkeypatch.setattr(sources, 'tfds_labels_parallel', no_reading)
+  monkeypatch.setattr(sources.tfds.Tfds, 'labels', no_reading)
   np.testing.assert_array_equal(make().train_labels, labels)
 
 

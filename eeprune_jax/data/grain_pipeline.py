@@ -49,6 +49,7 @@ from eeprune_jax.data import PAD_INDEX, HostBatchPipeline
 from eeprune_jax.data import host_augment
 from eeprune_jax.data import order as order_lib
 from eeprune_jax.data import random_access
+from eeprune_jax.data import sources
 from eeprune_jax.data.sources import ceil_div
 
 DEVICE_PREFETCH = 2  # global batches on the device ahead of the train program
@@ -211,7 +212,7 @@ class GrainPipeline(HostBatchPipeline):
   def source(self, split: str) -> random_access.RecordSource:
     """The record source of split 'train' or 'eval' (opened once)."""
     if split not in self._sources:
-      self._sources[split] = random_access.open_split(self.data_config, split)
+      self._sources[split] = sources.open_records(self.data_config, split)
       expected = self._num_split(split)
       if len(self._sources[split]) != expected:
         raise ValueError(f'{self.info.name!r} split {split!r}: the random-access source '

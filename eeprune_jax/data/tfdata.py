@@ -56,7 +56,7 @@ from jax.sharding import Mesh
 from eeprune_jax import parallel
 from eeprune_jax import workdir as workdir_lib
 from eeprune_jax.data import PAD_INDEX, HostBatchPipeline, sources
-from eeprune_jax.data.sources import ceil_div
+from eeprune_jax.data.sources import ceil_div, pixels
 
 SHUFFLE_BUFFER = 65_536  # examples; holds encoded images for TFDS sources.
 IMAGENET_CROP_FRACTION = 0.875
@@ -108,30 +108,27 @@ class TfDataPipeline(HostBatchPipeline):
     self._local_bs = parallel.local_batch_size(batch_size)
     self._local_eval_bs = parallel.local_batch_size(eval_batch_size)
     self._pid, self._nproc = jax.process_index(), jax.process_count()
-    self._is_tfds = data_config.source == 'tfds'
+    self._stored = sources.source_of(data_config).stored
     self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     self._train_labels: np.ndarray | None = None
     self._live: _LivePipeline | None = None  # the current mask's training pipeline
-    if self._is_tfds:
-      self._decode = sources.tfds_decode_fn(data_config)
+    if self._stored:
+      self._decode = sources.decode_fn(data_config)
     # ImageNet-style training crops of stored JPEGs decode only the crop window.
-    self.fused_jpeg_crop = (self._is_tfds and data_config.augment == 'imagenet' and
-                            sources.tfds_image_format(data_config) == 'jpeg')
+    self.fused_jpeg_crop = (self._stored and data_config.augment == 'imagenet' and
+                            sources.image_format(data_config) == 'jpeg')
 
   @property
   def train_labels(self) -> np.ndarray:  # pytype: disable=signature-mismatch
-    """int32 [num_train] labels in canonical order (read once, on first use)."""
+    """int32 [num_train] labels in canonical order: from the workdir's cache, or read once
+    (on first use): each process reads its range's labels only (for TFDS: parallel shard
+    reads, no pixels), all processes gather them, process 0 writes the cache atomically.
+    Every process must see the same workdir (as Orbax needs)."""
     if self._train_labels is None:
-      if self._is_tfds:
-        self._train_labels = self._tfds_train_labels()
-      else:
-        self._train_labels = self._numpy('train')[1]
+      self._train_labels = self._read_train_labels()
     return self._train_labels
 
-  def _tfds_train_labels(self) -> np.ndarray:
-    """The labels from the workdir's cache, or read once: each process reads its range's
-    labels only (parallel shard reads, no pixels), all processes gather them, process 0
-    writes the cache atomically. Every process must see the same workdir (as Orbax needs)."""
+  def _read_train_labels(self) -> np.ndarray:
     n = self.info.num_train
     path = self._label_cache
     if path is not None and path.exists():
@@ -139,7 +136,7 @@ class TfDataPipeline(HostBatchPipeline):
       if labels.shape == (n,):
         return labels.astype(np.int32)
     start, end = self._range('train')
-    labels = sources.tfds_labels_parallel(self.data_config, 'train', start, end)
+    labels = sources.load_labels(self.data_config, 'train', start, end)
     if self._nproc > 1:
       from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
       ranges = [sources.process_range(n, p, self._nproc) for p in range(self._nproc)]
@@ -163,10 +160,10 @@ class TfDataPipeline(HostBatchPipeline):
 
   def _source(self, split: str, start: int, end: int) -> Any:
     """(index int64, image, label int32) of examples [start, end); images still encoded
-    for TFDS sources, uint8 at image_size otherwise."""
+    for stored sources (TFDS), uint8 at image_size for in-memory ones."""
     tf = self._tf
-    if self._is_tfds:
-      ds = sources.tfds_encoded_dataset(self.data_config, split, start, end)
+    if self._stored:
+      ds = sources.stream(self.data_config, split, start, end)
     else:
       images, labels = self._numpy(split)
       ds = tf.data.Dataset.from_tensor_slices((images[start:end], labels[start:end]))
@@ -174,12 +171,12 @@ class TfDataPipeline(HostBatchPipeline):
 
   def _decode_image(self, image: Any) -> Any:
     """uint8 [H, W, C]: at image_size, except TFDS images for 'imagenet' (stored size)."""
-    if not self._is_tfds:
+    if not self._stored:
       return image  # load_arrays already brought it to image_size.
     image = self._decode(image)
     if self.data_config.augment == 'imagenet':
       return image  # the crops resize from the stored image.
-    return sources.tf_resize_uint8(image, self.data_config.image_size)
+    return pixels.tf_resize_uint8(image, self.data_config.image_size)
 
   def _preprocess(self, index: Any, image: Any, label: Any, aug_seed: int, *,
                   train: bool) -> dict[str, Any]:
@@ -192,7 +189,7 @@ class TfDataPipeline(HostBatchPipeline):
       return {'image': image, 'label': label, 'index': tf.cast(index, tf.int32),
               'valid': tf.constant(True)}
     image = self._decode_image(image)
-    if kind == 'imagenet' and self._is_tfds and not train:
+    if kind == 'imagenet' and self._stored and not train:
       image = self._imagenet_eval(image)
     if train and kind != 'none':
       seeds = self._aug_seeds(aug_seed, index)

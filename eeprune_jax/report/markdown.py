@@ -151,7 +151,7 @@ def _warnings(finished: Sequence[RunResult]) -> list[str]:
 def _budget(config: ml_collections.ConfigDict, results: Sequence[RunResult]) -> list[str]:
   """The shared budget of every run, from the base config."""
   d, m, t, p = config.data, config.model, config.train, config.prune
-  data = d.name if d.source == 'tfds' else (d.name or d.npz_path or d.source)
+  data = d.name or d.npz_path or d.source  # a TFDS source always has a name
   exits = {}
   for r in results:
     if r.finished:

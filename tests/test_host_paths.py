@@ -269,14 +269,18 @@ def test_tfdata_with_uneven_kept_counts_across_two_processes(tmp_path):
 
 
 def _canonical_labels(cfg) -> np.ndarray:
-  """The train labels read one shard file after another, record by record."""
-  n = sources.num_examples(cfg, 'train')
-  return np.array([label for _, label in sources.stream(cfg, 'train', 0, n).as_numpy_iterator()],
-                  np.int32)
+  """The train labels as TFDS reads them one shard file after another, record by record:
+  the canonical order."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  ds = tfds.builder(cfg.name, data_dir=cfg.data_dir).as_dataset(
+      split=cfg.train_split, shuffle_files=False,
+      read_config=tfds.ReadConfig(interleave_cycle_length=1))
+  return np.array([ex['label'] for ex in ds.as_numpy_iterator()], np.int32)
 
 
 def test_tfdata_reads_the_labels_once_and_a_resume_reuses_them(tmp_path, monkeypatch):
-  """Labels read in parallel (3 shards) match the canonical one-file-at-a-time read; the
+  """The stream reads the 3 shard files interleaved (not one after another) and indexes
+  every record once; labels read that way match the canonical one-file-at-a-time read; the
   workdir keeps them, so a second pipeline over the same workdir reads no record."""
   tfds_files.write_prepared(tmp_path / 'tfds', 'cifar100', {'train': 96, 'test': 32},
                             image_shape=(32, 32, 3), classes=7, shards=3)
@@ -286,6 +290,8 @@ def test_tfdata_reads_the_labels_once_and_a_resume_reuses_them(tmp_path, monkeyp
   make = lambda: data.create_pipeline(cfg, batch_size=16, eval_batch_size=16,
                                       mesh=parallel.make_mesh(), seed=0,
                                       workdir=tmp_path / 'run')
+  order = [int(i) for i, _, _ in sources.stream(cfg, 'train', 8, 96).as_numpy_iterator()]
+  assert sorted(order) == list(range(8, 96)) and order != sorted(order)
   labels = make().train_labels
   np.testing.assert_array_equal(labels, _canonical_labels(cfg))
   assert len(set(labels)) == 7 and labels.dtype == np.int32

@@ -1,11 +1,13 @@
 """tf.data input pipeline on the host (for data that does not fit on device).
 
 Each process reads its own contiguous part [start, end) of the split
-(`sources.process_range`); the example at position k of that part has index start + k
-(see `sources` for the canonical order). The keep mask is global.
+(`sources.process_range`): TFDS records through `sources.stream` (shard files read in
+parallel, interleaved, each record indexed by its tfds_id), in-memory arrays enumerated
+from start. Every record carries its canonical index (see `sources`); the keep mask is
+global.
 
 Training, one tf.data pipeline per keep mask serving its epochs back to back (a new one
-after a new mask, a resume, or an epoch stopped part-way), per epoch: enumerate ->
+after a new mask, a resume, or an epoch stopped part-way), per epoch: indexed records ->
 filter by the keep mask (a bool table gathered by index) -> shuffle (buffer: all kept
 local examples up to SHUFFLE_BUFFER, seed from (seed, epoch)) -> repeat -> skip (a
 resume: the records of the batches already trained, before decoding) -> decode -> augment ->
@@ -160,13 +162,13 @@ class TfDataPipeline(HostBatchPipeline):
 
   def _source(self, split: str, start: int, end: int) -> Any:
     """(index int64, image, label int32) of examples [start, end); images still encoded
-    for stored sources (TFDS), uint8 at image_size for in-memory ones."""
+    for stored sources (TFDS: shard files read in parallel, in a fixed order), uint8 at
+    image_size for in-memory ones (in canonical order)."""
     tf = self._tf
     if self._stored:
-      ds = sources.stream(self.data_config, split, start, end)
-    else:
-      images, labels = self._numpy(split)
-      ds = tf.data.Dataset.from_tensor_slices((images[start:end], labels[start:end]))
+      return sources.stream(self.data_config, split, start, end)
+    images, labels = self._numpy(split)
+    ds = tf.data.Dataset.from_tensor_slices((images[start:end], labels[start:end]))
     return ds.enumerate(start).map(lambda i, x: (i, x[0], tf.cast(x[1], tf.int32)))
 
   def _decode_image(self, image: Any) -> Any:

@@ -94,8 +94,9 @@ def open_records(data_config: Any, split: str) -> random_access.RecordSource:
 
 
 def stream(data_config: Any, split: str, start: int, end: int) -> Any:
-  """tf.data of (encoded image, int64 label) of examples [start, end) of a split in
-  canonical order; stored sources only (`source_of(config).stored`)."""
+  """tf.data of (int64 index, encoded image, int32 label) of examples [start, end) of a
+  split, each once, in a fixed order that need not be canonical (`index` is); stored
+  sources only (`source_of(config).stored`)."""
   return source_of(data_config).stream(data_config, resolve_split(data_config, split),
                                        start, end)
 

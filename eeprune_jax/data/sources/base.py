@@ -81,7 +81,9 @@ class Source:
   # Stored sources only (tf.data backend) -------------------------------------------------
 
   def stream(self, data_config: Any, split: str, start: int, end: int) -> Any:
-    """tf.data of (encoded image, int64 label) of examples [start, end), canonical order."""
+    """tf.data of (int64 index, encoded image, int32 label) of the split's examples
+    [start, end), each once, in the order the source reads them fastest (fixed, not
+    necessarily canonical): `index` is the canonical one."""
     raise NotImplementedError(f'source {self.name!r} holds its data in memory: use arrays().')
 
   def decode_fn(self, data_config: Any) -> Callable[[Any], Any]:

@@ -13,7 +13,10 @@ ArrayRecord files `tfds.data_source` reads. A record's `tfds_id` (shard file num
 record number) gives its canonical index whatever order the records are read in. A split
 spec may itself be a slice (e.g. `train[:1000]`); indices then count from its start.
 
-Records keep their images encoded (cheap to filter and shuffle); `decode_fn` decodes one
+`stream` (the tf.data backend, labels, arrays) reads 16 shard files at once, in parallel,
+interleaved in a fixed order, and indexes each record by its tfds_id; `records` (grain)
+reads ArrayRecord files at random. Records keep their images encoded (cheap to filter and
+shuffle); `decode_fn` decodes one
 to uint8 at its stored size. `arrays`/`images` resize with `tf.image.resize(...,
 'bilinear', antialias=True)` rounded to uint8, only when the stored size differs (so
 CIFAR at image_size=32 is untouched).
@@ -24,7 +27,6 @@ machines without TensorFlow.
 
 import concurrent.futures
 import os
-import re
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -44,7 +46,9 @@ class UnknownDatasetError(ValueError):
   """`config.data.name` is not a data set TFDS knows."""
 
 
-_TFDS_ID_RE = re.compile(rb'-(\d+)-of-\d+__(\d+)$')
+# A record's tfds_id: '<name>-<split>.<format>-<shard>-of-<shards>__<record>'.
+_TFDS_ID_PATTERN = r'^.*-(\d+)-of-\d+__(\d+)$'
+_INTERLEAVE_FILES = 16  # shard files read at once
 _EMPTY_NAME = "config.data.source is 'tfds' but config.data.name is empty (e.g. 'cifar10')."
 
 
@@ -185,15 +189,32 @@ class Tfds(base.Source):
     return end - start
 
   def stream(self, data_config: Any, split: str, start: int, end: int) -> Any:
+    """Shard files read interleaved, in parallel, in a fixed order (not the canonical one):
+    each record's index comes from its tfds_id (shard file number, record number)."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     b = builder(data_config)
     base_name, a0, a1 = _sub_range(b, split, start, end)
-    read_config = tfds.ReadConfig(interleave_cycle_length=1, shuffle_seed=None)
+    split_start = a0 - start  # absolute index of the split's (or slice's) example 0
+    shard_starts = tf.constant(
+        np.concatenate([[0], np.cumsum(b.info.splits[base_name].shard_lengths)]), tf.int64)
+    read_config = tfds.ReadConfig(
+        add_tfds_id=True, interleave_cycle_length=_INTERLEAVE_FILES, shuffle_seed=None,
+        num_parallel_calls_for_interleave_files=tf.data.AUTOTUNE)
     ds = b.as_dataset(split=f'{base_name}[{a0}:{a1}]', shuffle_files=False,
                       decoders={'image': tfds.decode.SkipDecoding()}, read_config=read_config)
-    # take(): sources that yield more than the metadata says (tfds.testing.mock_data)
-    # would otherwise break the index arithmetic.
-    return ds.take(a1 - a0).map(lambda ex: (ex['image'], ex['label']))
+
+    def indexed(ex):
+      shard = tf.strings.to_number(
+          tf.strings.regex_replace(ex['tfds_id'], _TFDS_ID_PATTERN, r'\1'), tf.int64)
+      record = tf.strings.to_number(
+          tf.strings.regex_replace(ex['tfds_id'], _TFDS_ID_PATTERN, r'\2'), tf.int64)
+      index = tf.gather(shard_starts, shard) + record - split_start
+      return index, ex['image'], tf.cast(ex['label'], tf.int32)
+    # The filter: a mock that ignores the slice (tfds.testing.mock_data) would otherwise
+    # yield indices outside it.
+    return ds.map(indexed, num_parallel_calls=tf.data.AUTOTUNE).filter(
+        lambda i, image, label: (i >= start) & (i < end))
 
   def decode_fn(self, data_config: Any) -> Callable[[Any], Any]:
     return builder(data_config).info.features['image'].decode_example
@@ -203,51 +224,39 @@ class Tfds(base.Source):
 
   def labels(self, data_config: Any, split: str, start: int = 0,
              end: int | None = None) -> np.ndarray:
-    """Read with interleaved parallel shard reads, images left encoded; each record's
-    place comes from its tfds_id (shard file number and record number within the file)."""
+    """The stream's labels, images left encoded."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-    b = builder(data_config)
-    base_name, a0, a1 = _sub_range(b, split, start, end)
-    shard_starts = np.concatenate([[0], np.cumsum(b.info.splits[base_name].shard_lengths)])
-    read_config = tfds.ReadConfig(add_tfds_id=True, interleave_cycle_length=16,
-                                  num_parallel_calls_for_interleave_files=tf.data.AUTOTUNE,
-                                  shuffle_seed=None)
-    ds = b.as_dataset(split=f'{base_name}[{a0}:{a1}]', shuffle_files=False,
-                      decoders={'image': tfds.decode.SkipDecoding()}, read_config=read_config)
-    ds = ds.map(lambda ex: (ex['tfds_id'], tf.cast(ex['label'], tf.int32)),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=False).batch(8192)
-    labels = np.full(a1 - a0, -1, np.int32)
-    for ids, batch in ds.as_numpy_iterator():
-      parsed = np.array([_TFDS_ID_RE.search(i).groups() for i in ids], np.int64).reshape(-1, 2)
-      index = shard_starts[parsed[:, 0]] + parsed[:, 1] - a0
-      ok = (index >= 0) & (index < a1 - a0)  # a mock may ignore the slice
-      labels[index[ok]] = batch[ok]
+    end = self.num_examples(data_config, split) if end is None else end
+    ds = self.stream(data_config, split, start, end).map(
+        lambda i, image, label: (i, label), num_parallel_calls=tf.data.AUTOTUNE).batch(8192)
+    labels = np.full(end - start, -1, np.int32)
+    for index, batch in ds.as_numpy_iterator():
+      labels[index - start] = batch
     if (labels < 0).any():
       raise ValueError(f'split {split!r} of {data_config.name!r}: read no label for '
-                       f'{int((labels < 0).sum())} of examples [{a0}, {a1}); the shard files '
-                       'do not match the metadata (shard_lengths): prepare it again.')
+                       f'{int((labels < 0).sum())} of examples [{start}, {end}); the shard '
+                       'files do not match the metadata (shard_lengths): prepare it again.')
     return labels
 
   def arrays(self, data_config: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     decode, size = self.decode_fn(data_config), data_config.image_size
-    ds = self.stream(data_config, split, 0, self.num_examples(data_config, split)).map(
-        lambda img, lab: (pixels.tf_resize_uint8(decode(img), size), tf.cast(lab, tf.int32)),
+    n = self.num_examples(data_config, split)
+    ds = self.stream(data_config, split, 0, n).map(
+        lambda i, img, lab: (i, pixels.tf_resize_uint8(decode(img), size), lab),
         num_parallel_calls=tf.data.AUTOTUNE).batch(1024)
-    images, labels = [], []
-    for im, lab in ds.as_numpy_iterator():
-      images.append(im)
-      labels.append(lab)
-    if not images:
+    parts = list(ds.as_numpy_iterator())
+    if not parts:
       raise ValueError(f'split {split!r} of {data_config.name!r} is empty.')
-    return np.concatenate(images), np.concatenate(labels)
+    order = np.argsort(np.concatenate([p[0] for p in parts]), kind='stable')
+    images = np.concatenate([p[1] for p in parts])[order]
+    return images, np.concatenate([p[2] for p in parts])[order]
 
   def images(self, data_config: Any, split: str, indices: Sequence[int]) -> np.ndarray:
     decode, size = self.decode_fn(data_config), data_config.image_size
     out = []
     for i in indices:  # a one-record slice: TFDS reads from the shard that holds it
-      for image, _ in self.stream(data_config, split, i, i + 1):
+      for _, image, _ in self.stream(data_config, split, i, i + 1):
         out.append(pixels.tf_resize_uint8(decode(image), size).numpy())
     return np.stack(out)
 

@@ -27,10 +27,12 @@ setuptools.setup(
         "tensorflow; platform_machine!='x86_64'",
         "tensorflow-datasets",
         # grain backend: random-access reads (ArrayRecord through tfds.data_source) in
-        # worker processes; simplejpeg is its JPEG decoder (eeprune_jax/data/host_augment.py).
+        # worker processes; simplejpeg decodes its JPEGs and OpenCV resizes its crops
+        # (eeprune_jax/data/host_augment.py: both measured against Pillow).
         "grain>=0.2.18",
         "array-record",
         "simplejpeg",
+        "opencv-python-headless",
         "importlib_resources",  # tfds download_and_prepare imports it, tfds does not require it
     ],
     extras_require={

@@ -156,6 +156,29 @@ def test_imagenet_jpegs_crop_from_the_stored_image(tmp_path, mesh):
   assert ev['image'].shape == (8, 24, 24, 3) and ev['valid'].all()
 
 
+@pytest.mark.parametrize('channels', [3, 1])
+def test_opencv_crop_matches_pillows_exact_box(channels, monkeypatch):
+  """The random resized crop through OpenCV (whole-pixel crop, area/bilinear resize) and
+  through Pillow (exact box, antialiased bilinear) draw the same box and flip and agree to
+  a few levels on a smooth image, shrinking and enlarging alike."""
+  from eeprune_jax.data import host_augment  # pylint: disable=g-import-not-at-top
+  assert host_augment.cv2 is not None, 'opencv-python-headless is a dependency'
+  yy, xx = np.mgrid[0:350, 0:400]
+  image = np.stack([128 + 100 * np.sin(yy / 40 + k) * np.cos(xx / 55 - k)
+                    for k in range(channels)], -1).astype(np.uint8)
+  for size in (64, 224):  # crops mostly larger than 64 and mostly smaller than 224
+    for seed in range(20):
+      fast = host_augment.random_resized_crop(image, size, np.random.default_rng(seed),
+                                              flip=True)
+      with monkeypatch.context() as m:
+        m.setattr(host_augment, 'cv2', None)
+        exact = host_augment.random_resized_crop(image, size, np.random.default_rng(seed),
+                                                 flip=True)
+      assert fast.shape == exact.shape == (size, size, channels)
+      diff = np.abs(fast.astype(int) - exact.astype(int))
+      assert diff.mean() < 3 and np.percentile(diff, 99) < 12, (size, seed, diff.mean())
+
+
 def test_tfrecord_only_data_is_refused_with_the_fix(tmp_path, mesh):
   tfds_write.write_prepared(str(tmp_path), 'cifar100', {'train': _cifar_examples(32, 0),
                                                         'test': _cifar_examples(8, 1)},

@@ -363,42 +363,32 @@ def test_tfds_not_prepared_error_without_download(tmp_path):
   assert 'cifar100' in msg and str(tmp_path) in msg and 'tfds build' in msg
 
 
-def _write_tfds_metadata(data_dir, name, split_sizes):
-  """Writes dataset_info.json/features.json as a prepared data set would have them."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  builder = tfds.builder(name, data_dir=str(data_dir))
-  builder.data_path.mkdir(parents=True)
-  template = tfds.core.ShardedFileTemplate(
-      data_dir=builder.data_path, dataset_name=name, filetype_suffix='tfrecord')
-  builder.info.set_splits(tfds.core.SplitDict([
-      tfds.core.SplitInfo(name=s, shard_lengths=[n], num_bytes=0,
-                          filename_template=template.replace(split=s))
-      for s, n in split_sizes.items()]))
-  builder.info.write_to_directory(builder.data_path)
-
-
-def test_tfds_mock_cifar100(tmp_path, mesh):
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  _write_tfds_metadata(tmp_path, 'cifar100', {'train': 80, 'test': 40})
+def test_tfds_cifar100_on_every_backend(tmp_path, mesh):
+  """A prepared CIFAR-100 (random records in 3 TFRecord + ArrayRecord shards, as
+  `tfds build` leaves them): metadata, eval cover and a masked epoch on every backend;
+  the host backend's pixels and labels equal the device backend's."""
+  import tfds_files  # pylint: disable=g-import-not-at-top
+  tfds_files.write_prepared(tmp_path, 'cifar100', {'train': 80, 'test': 40},
+                            image_shape=(32, 32, 3), classes=100, shards=3)
   cfg = dict(source='tfds', name='cifar100', data_dir=str(tmp_path))
-  # The mock yields num_examples for every split; the sources take() what the
-  # metadata says, so 'test' (40) is a prefix of the same fake examples.
-  with tfds.testing.mock_data(num_examples=80, data_dir=str(tmp_path)):
-    info = data.dataset_info(_config(**cfg))
-    assert (info.num_train, info.num_eval, info.num_classes) == (80, 40, 100)
-    assert info.image_shape == (32, 32, 3) and info.mean[0] == pytest.approx(129.3105)
-    cats = {}
-    for backend in BACKENDS:
-      pipe = _pipeline(mesh, batch_size=16, eval_batch_size=24, backend=backend,
-                       augment='none', **cfg)
-      cats[backend] = _check_eval_cover(pipe, 'train', mesh)
-      _check_eval_cover(pipe, 'eval', mesh)
-      mask = np.arange(80) % 4 != 1
-      _, cat = _train(pipe, 0, mask)
-      assert len(cat['index']) == 48 and mask[cat['index']].all()
-      np.testing.assert_array_equal(cat['label'], pipe.train_labels[cat['index']])
-  np.testing.assert_allclose(cats['device']['image'], cats['tfdata']['image'], atol=1e-5)
-  np.testing.assert_array_equal(cats['device']['label'], cats['tfdata']['label'])
+  info = data.dataset_info(_config(**cfg))
+  assert (info.num_train, info.num_eval, info.num_classes) == (80, 40, 100)
+  assert info.image_shape == (32, 32, 3) and info.mean[0] == pytest.approx(129.3105)
+  cats = {}
+  for backend in BACKENDS + ('grain',):
+    pipe = _pipeline(mesh, batch_size=16, eval_batch_size=24, backend=backend,
+                     augment='none', **cfg)
+    cat = _check_eval_cover(pipe, 'train', mesh)
+    order = np.argsort(np.where(cat['valid'], cat['index'], len(cat['index'])))[:80]
+    cats[backend] = {k: v[order] for k, v in cat.items()}  # by index: read orders differ
+    _check_eval_cover(pipe, 'eval', mesh)
+    mask = np.arange(80) % 4 != 1
+    _, cat = _train(pipe, 0, mask)
+    assert len(cat['index']) == 48 and mask[cat['index']].all()
+    np.testing.assert_array_equal(cat['label'], pipe.train_labels[cat['index']])
+  for backend in cats:
+    np.testing.assert_allclose(cats['device']['image'], cats[backend]['image'], atol=1e-5)
+    np.testing.assert_array_equal(cats['device']['label'], cats[backend]['label'])
 
 
 SHARED_CFG = dict(source='tfds', name='cifar10', data_dir=str(SHARED_TFDS),

@@ -304,6 +304,38 @@ def test_tfdata_reads_the_labels_once_and_a_resume_reuses_them(tmp_path, monkeyp
   np.testing.assert_array_equal(make().train_labels, labels)
 
 
+def test_tfdata_draws_a_file_order_per_epoch_and_bounds_its_shuffle_buffer(tmp_path,
+                                                                           monkeypatch):
+  """The stream's 6 shard files come in an order drawn from the file seed (the same seed,
+  the same order); the training shuffle buffer holds SHUFFLE_BUFFER_BYTES of records, at
+  least 16 local batches, at most the host's kept examples."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from eeprune_jax.data import tfdata  # pylint: disable=g-import-not-at-top
+  tfds_files.write_prepared(tmp_path / 'tfds', 'cifar100', {'train': 96, 'test': 32},
+                            image_shape=(32, 32, 3), classes=7, shards=6)
+  cfg = config_base.base_config().data
+  cfg.source, cfg.name, cfg.backend = 'tfds', 'cifar100', 'tfdata'
+  cfg.data_dir = str(tmp_path / 'tfds')
+
+  def file_order(seed):
+    indices = [int(i) for i, _, _ in sources.stream(
+        cfg, 'train', 0, 96, tf.constant([seed, 0], tf.int64)).as_numpy_iterator()]
+    assert sorted(indices) == list(range(96))
+    return list(dict.fromkeys(i // 16 for i in indices))  # files by first appearance
+  orders = [tuple(file_order(seed)) for seed in range(4)]
+  assert tuple(file_order(2)) == orders[2] and len(set(orders)) > 1
+  assert all(sorted(o) == list(range(6)) for o in orders)
+  pipe = data.create_pipeline(cfg, batch_size=8, eval_batch_size=16,
+                              mesh=parallel.make_mesh(), seed=0)
+  assert pipe.shuffle_buffer(96) == 96  # 96 records of ~3 kB: all of them
+  record = sources.mean_record_bytes(cfg, 'train')
+  assert 2_000 < record < 5_000  # the metadata's bytes per encoded 32x32 PNG record
+  monkeypatch.setattr(tfdata, 'SHUFFLE_BUFFER_BYTES', 200.5 * record)
+  assert pipe.shuffle_buffer(1000) == 200 and pipe.shuffle_buffer(96) == 96
+  monkeypatch.setattr(tfdata, 'SHUFFLE_BUFFER_BYTES', 1)
+  assert pipe.shuffle_buffer(1000) == 16 * 8 and pipe.shuffle_buffer(10) == 10
+
+
 def test_tfdata_feeds_run_one_batch_ahead(monkeypatch):
   """The loop's feeds are the epoch's batches in order, each uploaded before the previous
   one is handed out (device prefetch), uint8 until local_batch normalises them."""

@@ -1,15 +1,16 @@
 """tf.data input pipeline on the host (for data that does not fit on device).
 
 Each process reads its own contiguous part [start, end) of the split
-(`sources.process_range`): TFDS records through `sources.stream` (shard files read in
-parallel, interleaved, each record indexed by its tfds_id), in-memory arrays enumerated
-from start. Every record carries its canonical index (see `sources`); the keep mask is
-global.
+(`sources.process_range`): TFDS records through `sources.stream` (TFRecord shard files read
+16 at once in parallel, interleaved, each record indexed by its file and position there),
+in-memory arrays enumerated from start. Every record carries its canonical index (see
+`sources`); the keep mask is global.
 
 Training, one tf.data pipeline per keep mask serving its epochs back to back (a new one
-after a new mask, a resume, or an epoch stopped part-way), per epoch: indexed records ->
-filter by the keep mask (a bool table gathered by index) -> shuffle (buffer: all kept
-local examples up to SHUFFLE_BUFFER, seed from (seed, epoch)) -> repeat -> skip (a
+after a new mask, a resume, or an epoch stopped part-way), per epoch: indexed records (the
+shard files in an order drawn from (seed, epoch)) -> filter by the keep mask (a bool table
+gathered by index) -> shuffle (`shuffle_buffer`: SHUFFLE_BUFFER_BYTES of records, so the
+first batch waits for a bounded read whatever N; seed from (seed, epoch)) -> repeat -> skip (a
 resume: the records of the batches already trained, before decoding) -> decode -> augment ->
 batch(local batch, drop_remainder) -> take(the rest of steps_per_epoch) -> prefetch.
 Feeds are uploaded one batch ahead (DEVICE_PREFETCH) of the step that runs.
@@ -60,7 +61,13 @@ from eeprune_jax import workdir as workdir_lib
 from eeprune_jax.data import PAD_INDEX, HostBatchPipeline, sources
 from eeprune_jax.data.sources import ceil_div, pixels
 
-SHUFFLE_BUFFER = 65_536  # examples; holds encoded images for TFDS sources.
+# The training shuffle buffer holds this many bytes of records (encoded images for TFDS):
+# it bounds the host memory it takes and the reading before a pipeline's first batch.
+# CIFAR-sized splits (~2.4 kB a record) fit whole (a full shuffle); ImageNet (~110 kB)
+# gets ~1,200 examples, or SHUFFLE_BUFFER_BATCHES local batches if more, plus a new file
+# order every epoch.
+SHUFFLE_BUFFER_BYTES = 128 * 2**20
+SHUFFLE_BUFFER_BATCHES = 16  # as google/flax examples/imagenet: 16 batches
 IMAGENET_CROP_FRACTION = 0.875
 EPOCHS_PER_PIPELINE = 1000  # epochs one training pipeline serves (then a new one starts).
 DEVICE_PREFETCH = 1  # train/eval feeds uploaded ahead of the one the loop runs.
@@ -160,13 +167,22 @@ class TfDataPipeline(HostBatchPipeline):
   def _range(self, split: str) -> tuple[int, int]:
     return sources.process_range(self._num_split(split), self._pid, self._nproc)
 
-  def _source(self, split: str, start: int, end: int) -> Any:
+  def shuffle_buffer(self, local_kept: int) -> int:
+    """Examples in the training shuffle buffer: SHUFFLE_BUFFER_BYTES of records, at least
+    SHUFFLE_BUFFER_BATCHES local batches, at most this host's kept examples."""
+    per_record = sources.mean_record_bytes(self.data_config, 'train')
+    if per_record <= 0:  # metadata without sizes: the whole range
+      return local_kept
+    fit = max(SHUFFLE_BUFFER_BATCHES * self._local_bs, int(SHUFFLE_BUFFER_BYTES // per_record))
+    return max(1, min(local_kept, fit))
+
+  def _source(self, split: str, start: int, end: int, file_seed: Any = None) -> Any:
     """(index int64, image, label int32) of examples [start, end); images still encoded
-    for stored sources (TFDS: shard files read in parallel, in a fixed order), uint8 at
-    image_size for in-memory ones (in canonical order)."""
+    for stored sources (TFDS: shard files read in parallel, their order drawn from
+    `file_seed` when given), uint8 at image_size for in-memory ones (canonical order)."""
     tf = self._tf
     if self._stored:
-      return sources.stream(self.data_config, split, start, end)
+      return sources.stream(self.data_config, split, start, end, file_seed)
     images, labels = self._numpy(split)
     ds = tf.data.Dataset.from_tensor_slices((images[start:end], labels[start:end]))
     return ds.enumerate(start).map(lambda i, x: (i, x[0], tf.cast(x[1], tf.int32)))
@@ -285,18 +301,19 @@ class TfDataPipeline(HostBatchPipeline):
     if local_kept == 0:
       raise ValueError(f'process {self._pid} reads examples [{start}, {end}) of '
                        f'{self.info.name!r} but the keep mask keeps none of them.')
-    records = self._source('train', start, end)
-    if keep_mask is not None:
-      table = tf.constant(np.asarray(keep_mask, bool))
-      records = records.filter(lambda i, img, lab: tf.gather(table, i))
+    table = None if keep_mask is None else tf.constant(np.asarray(keep_mask, bool))
     epochs = range(first_epoch, first_epoch + EPOCHS_PER_PIPELINE)
     shuffle_seeds = tf.constant([_derive_seed(self.seed, e, 0) for e in epochs], tf.int64)
     aug_seeds = tf.constant([_derive_seed(self.seed, e, 1) for e in epochs], tf.int64)
+    file_seeds = tf.constant([[_derive_seed(self.seed, e, 2), 0] for e in epochs], tf.int64)
     lb = self._local_bs
+    buffer = self.shuffle_buffer(local_kept)
 
     def one_epoch(k):
-      ds = records.shuffle(min(local_kept, SHUFFLE_BUFFER), seed=shuffle_seeds[k],
-                           reshuffle_each_iteration=True)
+      records = self._source('train', start, end, file_seeds[k])
+      if table is not None:
+        records = records.filter(lambda i, img, lab: tf.gather(table, i))
+      ds = records.shuffle(buffer, seed=shuffle_seeds[k], reshuffle_each_iteration=True)
       # A resume drops the records of the batches it skips before decoding them;
       # augmentation seeds depend on (epoch, index) only, so the later batches are unchanged.
       skip = tf.where(k == 0, tf.constant(first_step * lb, tf.int64), tf.constant(0, tf.int64))

@@ -93,12 +93,19 @@ def open_records(data_config: Any, split: str) -> random_access.RecordSource:
   return source_of(data_config).records(data_config, resolve_split(data_config, split))
 
 
-def stream(data_config: Any, split: str, start: int, end: int) -> Any:
+def stream(data_config: Any, split: str, start: int, end: int, file_seed: Any = None) -> Any:
   """tf.data of (int64 index, encoded image, int32 label) of examples [start, end) of a
-  split, each once, in a fixed order that need not be canonical (`index` is); stored
-  sources only (`source_of(config).stored`)."""
+  split, each once, in a fixed order that need not be canonical (`index` is), the files
+  in an order drawn from `file_seed` when given; stored sources only
+  (`source_of(config).stored`)."""
   return source_of(data_config).stream(data_config, resolve_split(data_config, split),
-                                       start, end)
+                                       start, end, file_seed)
+
+
+def mean_record_bytes(data_config: Any, split: str) -> float:
+  """Mean bytes of one record of a split (stored: encoded, from metadata)."""
+  return source_of(data_config).mean_record_bytes(data_config,
+                                                  resolve_split(data_config, split))
 
 
 def decode_fn(data_config: Any) -> Callable[[Any], Any]:
@@ -114,6 +121,6 @@ def image_format(data_config: Any) -> str | None:
 __all__: Sequence[str] = (
     'DatasetInfo', 'DatasetNotPreparedError', 'SplitSlice', 'UnknownDatasetError',
     'ceil_div', 'class_metadata', 'dataset_info', 'decode_fn', 'digits', 'npz', 'image_format', 'load_arrays',
-    'load_images', 'load_labels', 'named_classes', 'names', 'num_examples', 'open_records',
+    'load_images', 'load_labels', 'mean_record_bytes', 'named_classes', 'names', 'num_examples', 'open_records',
     'parse_split', 'process_range', 'resolve_split', 'slice_range', 'source_of', 'stream',
     'tfds')

@@ -80,15 +80,22 @@ class Source:
 
   # Stored sources only (tf.data backend) -------------------------------------------------
 
-  def stream(self, data_config: Any, split: str, start: int, end: int) -> Any:
+  def stream(self, data_config: Any, split: str, start: int, end: int,
+             file_seed: Any = None) -> Any:
     """tf.data of (int64 index, encoded image, int32 label) of the split's examples
     [start, end), each once, in the order the source reads them fastest (fixed, not
-    necessarily canonical): `index` is the canonical one."""
+    necessarily canonical; `index` is the canonical one). `file_seed` (an int64 [2]
+    tensor, usable inside tf.data functions) draws the order of the files read."""
     raise NotImplementedError(f'source {self.name!r} holds its data in memory: use arrays().')
 
   def decode_fn(self, data_config: Any) -> Callable[[Any], Any]:
     """A TF function: encoded image -> uint8 [H, W, C] at the stored size."""
     raise NotImplementedError(f'source {self.name!r} holds decoded images.')
+
+  def mean_record_bytes(self, data_config: Any, split: str) -> float:
+    """Mean bytes of one record (encoded image + label) of a split; in memory: the image."""
+    del split
+    return float(data_config.image_size ** 2 * self.class_metadata(data_config)[1])
 
   def image_format(self, data_config: Any) -> str | None:
     """How the records store images ('jpeg', 'png', None: unknown or decoded)."""

@@ -9,12 +9,13 @@ CANONICAL ORDER: shard file by shard file, record by record, enumerated from 0, 
 in which `builder.as_dataset(split, shuffle_files=False,
 read_config=tfds.ReadConfig(interleave_cycle_length=1))` yields the split. It is also the
 order of TFDS slicing (`train[a:b]`: its k-th example has index a + k) and of the
-ArrayRecord files `tfds.data_source` reads. A record's `tfds_id` (shard file number,
-record number) gives its canonical index whatever order the records are read in. A split
+ArrayRecord files `tfds.data_source` reads. A record's shard file and its position there
+give its canonical index whatever order the files are read in. A split
 spec may itself be a slice (e.g. `train[:1000]`); indices then count from its start.
 
-`stream` (the tf.data backend, labels, arrays) reads 16 shard files at once, in parallel,
-interleaved in a fixed order, and indexes each record by its tfds_id; `records` (grain)
+`stream` (the tf.data backend, labels, arrays) reads the TFRecord shard files itself, 16
+at once, in parallel, interleaved in a fixed order (or one shuffled per epoch), and indexes
+each record by its shard's first index plus its position in the file; `records` (grain)
 reads ArrayRecord files at random. Records keep their images encoded (cheap to filter and
 shuffle); `decode_fn` decodes one
 to uint8 at its stored size. `arrays`/`images` resize with `tf.image.resize(...,
@@ -46,8 +47,6 @@ class UnknownDatasetError(ValueError):
   """`config.data.name` is not a data set TFDS knows."""
 
 
-# A record's tfds_id: '<name>-<split>.<format>-<shard>-of-<shards>__<record>'.
-_TFDS_ID_PATTERN = r'^.*-(\d+)-of-\d+__(\d+)$'
 _INTERLEAVE_FILES = 16  # shard files read at once
 _EMPTY_NAME = "config.data.source is 'tfds' but config.data.name is empty (e.g. 'cifar10')."
 
@@ -188,33 +187,50 @@ class Tfds(base.Source):
     _, start, end = _abs_range(builder(data_config), split)
     return end - start
 
-  def stream(self, data_config: Any, split: str, start: int, end: int) -> Any:
-    """Shard files read interleaved, in parallel, in a fixed order (not the canonical one):
-    each record's index comes from its tfds_id (shard file number, record number)."""
+  def stream(self, data_config: Any, split: str, start: int, end: int,
+             file_seed: Any = None) -> Any:
+    """The TFRecord shard files that hold [start, end), read _INTERLEAVE_FILES at once in
+    parallel (deterministic interleave), each record indexed by its shard's first index
+    plus its position in the file; `file_seed` shuffles the order of the files."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     b = builder(data_config)
     base_name, a0, a1 = _sub_range(b, split, start, end)
-    split_start = a0 - start  # absolute index of the split's (or slice's) example 0
-    shard_starts = tf.constant(
-        np.concatenate([[0], np.cumsum(b.info.splits[base_name].shard_lengths)]), tf.int64)
-    read_config = tfds.ReadConfig(
-        add_tfds_id=True, interleave_cycle_length=_INTERLEAVE_FILES, shuffle_seed=None,
-        num_parallel_calls_for_interleave_files=tf.data.AUTOTUNE)
-    ds = b.as_dataset(split=f'{base_name}[{a0}:{a1}]', shuffle_files=False,
-                      decoders={'image': tfds.decode.SkipDecoding()}, read_config=read_config)
+    if b.info.file_format != tfds.core.FileFormat.TFRECORD:
+      raise ValueError(
+          f'TFDS data set {data_config.name!r} in {b.data_dir} is stored as '
+          f'{b.info.file_format.value}; the tf.data and device backends read TFRecord files. '
+          "Use config.data.backend='grain', or convert a copy with `tfds convert_format "
+          '--root_data_dir=<data_dir> --out_file_format=tfrecord`.')
+    info = b.info.splits[base_name]
+    bounds = np.concatenate([[0], np.cumsum(info.shard_lengths)]).astype(np.int64)
+    first = int(np.searchsorted(bounds, a0, side='right')) - 1
+    last = int(np.searchsorted(bounds, a1, side='left'))  # files [first, last) hold the range
+    files = tf.constant([os.fspath(f) for f in info.filepaths[first:last]])
+    # Index of each file's first record, counted from the split's (or slice's) example 0.
+    offsets = tf.constant(bounds[first:last] - (a0 - start), tf.int64)
+    order = tf.range(last - first, dtype=tf.int64)
+    if file_seed is not None:
+      order = tf.random.experimental.stateless_shuffle(order, file_seed)
+    features, decoders = b.info.features, {'image': tfds.decode.SkipDecoding()}
 
-    def indexed(ex):
-      shard = tf.strings.to_number(
-          tf.strings.regex_replace(ex['tfds_id'], _TFDS_ID_PATTERN, r'\1'), tf.int64)
-      record = tf.strings.to_number(
-          tf.strings.regex_replace(ex['tfds_id'], _TFDS_ID_PATTERN, r'\2'), tf.int64)
-      index = tf.gather(shard_starts, shard) + record - split_start
-      return index, ex['image'], tf.cast(ex['label'], tf.int32)
-    # The filter: a mock that ignores the slice (tfds.testing.mock_data) would otherwise
-    # yield indices outside it.
-    return ds.map(indexed, num_parallel_calls=tf.data.AUTOTUNE).filter(
-        lambda i, image, label: (i >= start) & (i < end))
+    def read(f):
+      return tf.data.TFRecordDataset(files[f]).enumerate().map(
+          lambda r, record: (offsets[f] + r, record))
+
+    def parse(index, record):
+      example = features.deserialize_example(record, decoders=decoders)
+      return index, example['image'], tf.cast(example['label'], tf.int32)
+    ds = tf.data.Dataset.from_tensor_slices(order).interleave(
+        read, cycle_length=min(_INTERLEAVE_FILES, last - first),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.filter(lambda index, record: (index >= start) & (index < end))
+    return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+  def mean_record_bytes(self, data_config: Any, split: str) -> float:
+    b = builder(data_config)
+    info = b.info.splits[_abs_range(b, split)[0]]
+    return info.num_bytes / max(1, info.num_examples)
 
   def decode_fn(self, data_config: Any) -> Callable[[Any], Any]:
     return builder(data_config).info.features['image'].decode_example

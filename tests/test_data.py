@@ -492,7 +492,7 @@ def test_sources_are_plugins_behind_one_protocol(tmp_path):
   cfg.data.source = 'hdf5'
   with pytest.raises(config_checks.ConfigError, match='data.source'):
     config_checks.validate(cfg)
-  with pytest.raises(ValueError, match="unknown config.data.source 'hdf5': one of 'digits'"):
+  with pytest.raises(ValueError, match="unknown config.data.source='hdf5'; registered: digits, npz, tfds"):
     sources.dataset_info(cfg.data)
   cfg.data.source, cfg.data.npz_path = 'npz', str(tmp_path / 'missing.npz')
   with pytest.raises(config_checks.ConfigError, match='npz_path=.*missing.npz.* is not a file'):

@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 
 from eeprune_jax import masks
+from eeprune_jax import registry
 
 Scores = Mapping[str, np.ndarray]
 
@@ -106,37 +107,20 @@ class Method:
     raise NotImplementedError(f'prune.method={self.name!r} has no per-epoch mask.')
 
 
-_REGISTRY: dict[str, Method] = {}
+_REGISTRY: registry.Registry[Method] = registry.Registry('prune.method')
 
 
 def register(cls: type[Method]) -> type[Method]:
   """Class decorator: registers an instance of `cls` under `cls.name`."""
   if not cls.name:
     raise ValueError(f'{cls.__name__} has no `name`.')
-  known = _REGISTRY.get(cls.name)
-  if known is not None and type(known).__qualname__ != cls.__qualname__:
-    raise ValueError(f'prune.method {cls.name!r} is already registered by '
-                     f'{type(known).__module__}.{type(known).__qualname__}.')
-  _REGISTRY[cls.name] = cls()
+  _REGISTRY.add(cls.name, cls)
   return cls
 
 
-def unregister(name: str) -> None:
-  """Removes a registered method (tests that register a toy one)."""
-  _REGISTRY.pop(name, None)
-
-
-def names() -> tuple[str, ...]:
-  """Every registered method name, in registration order."""
-  return tuple(_REGISTRY)
-
-
-def get(name: str) -> Method:
-  """The method registered as `name`; ValueError listing the known names otherwise."""
-  if name not in _REGISTRY:
-    raise ValueError(f'unknown prune.method={name!r}; registered methods: '
-                     f'{", ".join(_REGISTRY)}.')
-  return _REGISTRY[name]
+unregister = _REGISTRY.remove
+names = _REGISTRY.names
+get = _REGISTRY.get
 
 
 def prune(prune_config: ml_collections.ConfigDict, *, scores: Scores | None,

@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 
+from eeprune_jax import registry
 from eeprune_jax.data import random_access
 
 
@@ -103,29 +104,18 @@ class Source:
     return None
 
 
-_REGISTRY: dict[str, Source] = {}
+_REGISTRY: registry.Registry[Source] = registry.Registry('config.data.source')
 _S = TypeVar('_S', bound=type)
 
 
 def register(name: str) -> Callable[[_S], _S]:
   """Class decorator: registers one instance of the Source under `name`."""
   def add(cls: _S) -> _S:
-    if name in _REGISTRY:
-      raise ValueError(f'data source {name!r} is registered twice.')
     cls.name = name
-    _REGISTRY[name] = cls()
+    _REGISTRY.add(name, cls)
     return cls
   return add
 
 
-def names() -> tuple[str, ...]:
-  """The registered source names (the values of `config.data.source`)."""
-  return tuple(_REGISTRY)
-
-
-def get(name: str) -> Source:
-  """The source registered under `name`; a ValueError naming the known ones otherwise."""
-  if name not in _REGISTRY:
-    raise ValueError(f'unknown config.data.source {name!r}: one of '
-                     f'{", ".join(repr(n) for n in _REGISTRY)}.')
-  return _REGISTRY[name]
+names = _REGISTRY.names
+get = _REGISTRY.get

@@ -158,7 +158,7 @@ def test_imagenet_jpegs_crop_from_the_stored_image(tmp_path, mesh):
 
 @pytest.mark.parametrize('channels', [3, 1])
 def test_opencv_crop_matches_pillows_exact_box(channels, monkeypatch):
-  """The random resized crop through OpenCV (whole-pixel crop, area/bilinear resize) and
+  """The random resized crop through OpenCV (whole-pixel crop, bilinear resize) and
   through Pillow (exact box, antialiased bilinear) draw the same box and flip and agree to
   a few levels on a smooth image, shrinking and enlarging alike."""
   from eeprune_jax.data import host_augment  # pylint: disable=g-import-not-at-top

@@ -7,9 +7,10 @@ so an example's augmentation depends only on (seed, epoch, index):
 * 'cifar': zero padding of 4 pixels, a random image_size crop, a horizontal flip (p=1/2).
 * 'imagenet': random resized crop (area 8%..100% of the stored image, log-uniform aspect
   ratio 3/4..4/3, one draw clipped to the image) resized to image_size, then a flip; the
-  resize is OpenCV's (area averaging when it shrinks, so antialiased; bilinear when it
-  enlarges) of the crop's whole pixels, or, without OpenCV, Pillow's antialiased bilinear
-  `resize(box=...)` of the exact box;
+  resize is OpenCV's bilinear of the crop's whole pixels, not antialiased (as the tf.data
+  backend and google/flax's ImageNet pipeline: training crops of photos shrink by at most
+  ~1.8x), or, without OpenCV, Pillow's (antialiased) bilinear `resize(box=...)` of the
+  exact box;
   eval: the shorter side resized to image_size / 0.875 and a central image_size crop.
 * 'none': the image at image_size.
 
@@ -19,8 +20,8 @@ simplejpeg 1.45, Pillow 1.63, Pillow with `draft` 1.65 (draft only helps when th
 at least twice the output size, which ImageNet-sized images rarely are), TensorFlow's
 `decode_and_crop_jpeg` called eagerly 2.47. So JPEGs go through simplejpeg (libjpeg-turbo)
 when it is installed and Pillow otherwise; other formats (PNG: TFDS CIFAR) through Pillow.
-The crop's resize, same images (ms per image): Pillow 0.95-1.05, OpenCV 0.1 (enlarging)
-to 0.45 (shrinking, area); so OpenCV when it is installed.
+The crop's resize, same images (ms per image): Pillow 0.95-1.05, OpenCV bilinear 0.1 (area
+averaging, antialiased, 0.45); so OpenCV when it is installed.
 """
 
 import io
@@ -94,10 +95,7 @@ def random_resized_crop(image: np.ndarray, size: int, rng: np.random.Generator, 
   if cv2 is not None:
     top, left = int(y0), int(x0)
     crop = image[top:max(top + 1, round(y0 + ch)), left:max(left + 1, round(x0 + cw))]
-    shrinks = crop.shape[0] >= size and crop.shape[1] >= size
-    out = cv2.resize(crop, (size, size),
-                     interpolation=cv2.INTER_AREA if shrinks else cv2.INTER_LINEAR)
-    out = out.reshape(size, size, c)
+    out = cv2.resize(crop, (size, size), interpolation=cv2.INTER_LINEAR).reshape(size, size, c)
     return out[:, ::-1] if flip else out  # a view: grain's batching copies it once
   Image = _pil()  # pylint: disable=invalid-name
   pil = _to_pil(image).resize((size, size), Image.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))

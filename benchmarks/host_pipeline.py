@@ -46,6 +46,7 @@ import numpy as np
 
 from eeprune_jax import config_base, parallel
 from eeprune_jax import data as data_lib
+from eeprune_jax.data import tfdata
 from eeprune_jax.data import tfds_write
 
 NUM_CLASSES = 1000
@@ -229,13 +230,17 @@ def bytes_per_epoch(backend: str, data_dir: str, keep: np.ndarray | None, args: 
                     mesh: Any) -> int:
   """Bytes this process reads for one epoch (pipeline built and run, in this process)."""
   before = _rchar()
+  epochs_per_pipeline = tfdata.EPOCHS_PER_PIPELINE
   pipe = _pipeline(data_dir, backend, args, mesh, 0)
+  # No reading ahead into the next epoch (which a run would use).
   if backend == 'grain':
-    pipe.stream_epochs = 1  # no reading ahead into the next epoch
+    pipe.stream_epochs = 1
+  tfdata.EPOCHS_PER_PIPELINE = 1
   for feed in pipe.train_feeds(0, keep, 0, 1):
     jax.block_until_ready(feed)
   read = _rchar() - before
   _close_pipeline(pipe)
+  tfdata.EPOCHS_PER_PIPELINE = epochs_per_pipeline
   return read
 
 

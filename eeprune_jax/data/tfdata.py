@@ -10,9 +10,10 @@ Training, one tf.data pipeline per keep mask serving its epochs back to back (a 
 after a new mask, a resume, or an epoch stopped part-way), per epoch: indexed records (the
 shard files in an order drawn from (seed, epoch)) -> filter by the keep mask (a bool table
 gathered by index) -> shuffle (`shuffle_buffer`: SHUFFLE_BUFFER_BYTES of records, so the
-first batch waits for a bounded read whatever N; seed from (seed, epoch)) -> repeat -> skip (a
-resume: the records of the batches already trained, before decoding) -> decode -> augment ->
-batch(local batch, drop_remainder) -> take(the rest of steps_per_epoch) -> prefetch.
+first batch waits for a bounded read whatever N; seed from (seed, epoch)) -> repeat (a
+host short of kept examples only) -> skip (a resume: the records of the batches already
+trained, before decoding) -> decode -> augment -> batch(local batch, drop_remainder) ->
+take(the rest of steps_per_epoch) -> prefetch.
 Feeds are uploaded one batch ahead (DEVICE_PREFETCH) of the step that runs.
 Images cross host->device as uint8 (a quarter of float32's bytes) and are normalised on
 device (`local_batch`, inside the loop's programs).
@@ -69,7 +70,8 @@ from eeprune_jax.data.sources import ceil_div, pixels
 SHUFFLE_BUFFER_BYTES = 128 * 2**20
 SHUFFLE_BUFFER_BATCHES = 16  # as google/flax examples/imagenet: 16 batches
 IMAGENET_CROP_FRACTION = 0.875
-EPOCHS_PER_PIPELINE = 1000  # epochs one training pipeline serves (then a new one starts).
+# Epochs one training pipeline serves (then a new one starts); it reads ahead into the next.
+EPOCHS_PER_PIPELINE = 1000
 DEVICE_PREFETCH = 1  # train/eval feeds uploaded ahead of the one the loop runs.
 
 
@@ -319,7 +321,9 @@ class TfDataPipeline(HostBatchPipeline):
       # A resume drops the records of the batches it skips before decoding them;
       # augmentation seeds depend on (epoch, index) only, so the later batches are unchanged.
       skip = tf.where(k == 0, tf.constant(first_step * lb, tf.int64), tf.constant(0, tf.int64))
-      ds = ds.repeat().skip(skip).map(
+      if steps * lb > local_kept:  # a host short of kept examples repeats them
+        ds = ds.repeat()
+      ds = ds.skip(skip).map(
           lambda i, img, lab: self._preprocess(i, img, lab, aug_seeds[k], train=True),
           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
       take = tf.where(k == 0, tf.constant(steps - first_step, tf.int64),

@@ -162,12 +162,12 @@ class Tfds(base.Source):
     size = data_config.image_size
     _, s0, s1 = _abs_range(b, data_config.train_split)
     _, e0, e1 = _abs_range(b, data_config.eval_split)
+    mean, std = known.stats(data_config.name, channels)
     return base.DatasetInfo(
         name=data_config.name, source=self.name, num_classes=label.num_classes,
         num_train=s1 - s0, num_eval=e1 - e0, image_shape=(size, size, channels),
         class_names=known.named_classes(data_config.name, label.names, label.num_classes),
-        mean=known.stats(data_config.name, channels)[0],
-        std=known.stats(data_config.name, channels)[1])
+        mean=mean, std=std)
 
   def class_metadata(self, data_config: Any) -> tuple[int, int, tuple[str, ...]]:
     """From the registered metadata: needs no prepared data and no network (TFDS knows

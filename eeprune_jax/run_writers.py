@@ -60,10 +60,11 @@ class RunWriters:
       return
     path = self.paths.last_pass(epoch)
     path.parent.mkdir(parents=True, exist_ok=True)
+    with np.errstate(over='ignore'):  # a loss above float16's 65504 (divergence) is inf
+      loss = table['loss'].astype(np.float16)
     workdir_lib.write_npz(path, index=np.arange(len(table['epoch']), dtype=np.int32),
                           conf=table['conf'].astype(np.float16), correct=table['correct'],
-                          loss=table['loss'].astype(np.float16),
-                          epoch=table['epoch'].astype(np.int16))
+                          loss=loss, epoch=table['epoch'].astype(np.int16))
 
   def close(self) -> None:
     """Closes the bar and the TensorBoard writer."""

@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 from etils import epath
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -35,11 +36,28 @@ def make_manager(workdir: epath.PathLike, max_to_keep: int = 2,
   return ocp.CheckpointManager(checkpoint_dir(workdir), options=options, item_names=ITEMS)
 
 
+def host_copy(tree: Any) -> Any:
+  """`tree` with its fully replicated jax.Arrays as numpy arrays, fetched in one batch.
+
+  Orbax saves a replicated jax.Array by fetching it shard by shard, array by array: on 8
+  CPU devices a narrow ResNet-20's train state took 1.5-5 s to save, against 0.05 s from
+  numpy. Its numpy handler writes replicated arrays from process 0 only, and a restore with
+  a jax.Array template places them on the template's sharding, so nothing else changes.
+  Sharded arrays are left to Orbax, which writes each process's shards.
+  """
+  leaves, treedef = jax.tree.flatten(tree)
+  replicated = [i for i, x in enumerate(leaves)
+                if isinstance(x, jax.Array) and x.is_fully_replicated]
+  for i, value in zip(replicated, jax.device_get([leaves[i] for i in replicated])):
+    leaves[i] = value
+  return jax.tree.unflatten(treedef, leaves)
+
+
 def save(manager: ocp.CheckpointManager, step: int, state: Any,
          examples: dict[str, np.ndarray], progress: run_state_lib.RunState) -> None:
   """Saves (asynchronously) the train state, the per-example arrays and the run state."""
   manager.save(step, args=ocp.args.Composite(
-      state=ocp.args.StandardSave(state),
+      state=ocp.args.StandardSave(host_copy(state)),
       examples=ocp.args.StandardSave({k: np.asarray(v) for k, v in examples.items()}),
       progress=ocp.args.JsonSave(progress.to_dict())), force=True)
 

@@ -14,6 +14,7 @@ from absl import logging
 from etils import epath
 import orbax.checkpoint as ocp
 
+from eeprune_jax import checkpointing
 from eeprune_jax import loop
 from eeprune_jax import run_context
 from eeprune_jax import steps as steps_lib
@@ -64,7 +65,7 @@ def train_to(run: run_context.RunContext, k: int, epoch: int, charge: Callable[[
 
   def save(e: int, step_in_epoch: int) -> None:
     manager.save(int(state.step), args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state),
+        state=ocp.args.StandardSave(checkpointing.host_copy(state)),
         progress=ocp.args.JsonSave({'epoch': e, 'step_in_epoch': step_in_epoch,
                                     'target': epoch, 'round_start': round_start})),
                  force=True)

@@ -52,7 +52,12 @@ def pytest_collection_modifyitems(items):
 
 def pytest_configure(config):
   """Refuses a pytest that xdist's loadgroup cannot group with (each worker would train
-  every grouped module fixture again): pytest 9.2's structured node ids and xdist <= 3.8."""
+  every grouped module fixture again): pytest 9.2's structured node ids and xdist <= 3.8.
+  With SUITE_PROFILE=PATH, every pytest process records where its time went
+  (`suite_profile`)."""
+  if os.environ.get('SUITE_PROFILE'):
+    import suite_profile  # pylint: disable=g-import-not-at-top
+    config.pluginmanager.register(suite_profile)
   if config.getoption('dist', default='no') != 'loadgroup' or hasattr(config, 'workerinput'):
     return
   import importlib.metadata  # pylint: disable=g-import-not-at-top

@@ -1,0 +1,73 @@
+"""Where the test suite's time goes: per test, CPU seconds and JAX's compile phases.
+
+  SUITE_PROFILE=/tmp/profile.jsonl python -m pytest -q tests   # conftest loads this plugin
+  python tests/suite_profile.py /tmp/profile.jsonl              # totals and the costliest
+
+Each pytest process (every xdist worker) appends one JSON line per test: wall seconds, its
+own CPU seconds, the CPU seconds of the subprocesses it waited for, and the seconds JAX
+reported in that process for tracing, lowering and XLA compilation (`jax.monitoring`
+duration events; a subprocess's compilations count in its CPU seconds only).
+"""
+
+import collections
+import json
+import os
+import resource
+import sys
+import time
+
+import pytest
+
+PHASES = {'/jax/core/compile/jaxpr_trace_duration': 'trace',
+          '/jax/core/compile/jaxpr_to_mlir_module_duration': 'lower',
+          '/jax/core/compile/backend_compile_duration': 'compile'}
+_seconds: collections.Counter = collections.Counter()
+
+
+def pytest_configure(config):  # pylint: disable=unused-argument
+  """Starts counting JAX's compile phases in this process."""
+  import jax  # pylint: disable=g-import-not-at-top
+
+  def on_duration(event: str, duration: float, **kwargs) -> None:
+    del kwargs
+    if event in PHASES:
+      _seconds[PHASES[event]] += duration
+  jax.monitoring.register_event_duration_secs_listener(on_duration)
+
+
+def _cpu() -> tuple[float, float]:
+  own, children = (resource.getrusage(w) for w in (resource.RUSAGE_SELF,
+                                                    resource.RUSAGE_CHILDREN))
+  return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):  # pylint: disable=unused-argument
+  """Records one test's setup, call and teardown."""
+  before, (own, children), start = dict(_seconds), _cpu(), time.time()
+  yield
+  own_after, children_after = _cpu()
+  row = {'test': item.nodeid, 'wall': time.time() - start, 'cpu': own_after - own,
+         'subprocess_cpu': children_after - children,
+         **{phase: _seconds[phase] - before.get(phase, 0.0) for phase in PHASES.values()}}
+  with open(os.environ['SUITE_PROFILE'], 'a', encoding='utf-8') as f:
+    f.write(json.dumps(row) + '\n')
+
+
+def summarize(path: str, top: int = 25) -> str:
+  """The totals over every test, then the `top` tests by CPU seconds."""
+  rows = [json.loads(line) for line in open(path, encoding='utf-8')]
+  keys = ('wall', 'cpu', 'subprocess_cpu', *PHASES.values())
+  totals = {k: sum(r[k] for r in rows) for k in keys}
+  lines = [f'{len(rows)} tests; seconds summed over tests: ' +
+           ', '.join(f'{k} {v:,.0f}' for k, v in totals.items())]
+  rows.sort(key=lambda r: -(r['cpu'] + r['subprocess_cpu']))
+  lines.append(f"{'cpu':>6} {'subproc':>7} {'compile':>7} {'trace':>6} {'lower':>6}  test")
+  for r in rows[:top]:
+    lines.append(f"{r['cpu']:6.0f} {r['subprocess_cpu']:7.0f} {r['compile']:7.0f} "
+                 f"{r['trace']:6.0f} {r['lower']:6.0f}  {r['test']}")
+  return '\n'.join(lines)
+
+
+if __name__ == '__main__':
+  print(summarize(sys.argv[1]))

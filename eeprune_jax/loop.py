@@ -155,13 +155,11 @@ class Programs:
     self.pipeline, self.mesh, self.train_config = pipeline, mesh, train_config
     # A schedule compressed to `schedule_epochs` (cost_matched) runs the learning-rate
     # curve of `num_epochs` that many times faster.
-    self.schedule = steps_lib.schedule_numbers(
-        train_config, train_config.num_epochs / (schedule_epochs or train_config.num_epochs))
+    self.schedule_scale = train_config.num_epochs / (schedule_epochs or train_config.num_epochs)
     self.weighted, self.table = weighted, table
     self.steps_per_dispatch = min(steps_per_dispatch(train_config),
                                   pipeline.max_steps_per_feed())
-    consts = {'epoch': _REPL, 'steps': _REPL, 'stop': _REPL, 'exit_weights': _REPL,
-              'schedule': _REPL}
+    consts = {'epoch': _REPL, 'steps': _REPL, 'stop': _REPL, 'exit_weights': _REPL}
     if weighted:
       consts['example_weight'] = _REPL
     self.train = parallel.data_parallel(
@@ -183,7 +181,8 @@ class Programs:
       step = cursor + i
       batch = self.pipeline.local_batch(feed, step, consts['epoch'], train=True)
       progress = consts['epoch'].astype(jnp.float32) + step / consts['steps']
-      hparams = {'lr': steps_lib.learning_rate(consts['schedule'], progress),
+      hparams = {'lr': steps_lib.learning_rate(self.train_config,
+                                               progress * self.schedule_scale),
                  'exit_weights': consts['exit_weights']}
       if self.weighted:
         hparams['example_weight'] = consts['example_weight'][batch['index']]
@@ -291,8 +290,7 @@ class Programs:
     full = self.pipeline.steps_per_epoch(keep)  # the epoch's length in the schedule
     steps = full if plan.max_steps is None else min(full, plan.max_steps)  # the steps it runs
     consts = {'epoch': np.int32(epoch), 'steps': np.int32(full), 'stop': np.int32(steps),
-              'exit_weights': np.asarray(plan.exit_weights, np.float32),
-              'schedule': self.schedule}
+              'exit_weights': np.asarray(plan.exit_weights, np.float32)}
     consts = parallel.replicate(self.mesh, consts)
     if self.weighted:
       consts['example_weight'] = plan.example_weight

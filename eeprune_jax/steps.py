@@ -27,37 +27,20 @@ class TrainState(train_state.TrainState):
   rng: jax.Array  # raw uint32 key data; per-step keys are folded from it
 
 
-def schedule_numbers(train_config: ml_collections.ConfigDict,
-                     scale: float = 1.0) -> dict[str, np.float32]:
-  """The numbers of `learning_rate`'s schedule, `scale` times faster (cost_matched).
-
-  The train program takes them as inputs, not as constants, so runs that differ only in
-  them (a rate, a length, a compressed schedule: the frontier's and cost_matched's runs)
-  share one compiled program. The differences are taken on the host, as constants were.
-  """
-  base, warmup, total = (train_config.learning_rate, train_config.warmup_epochs,
-                         train_config.num_epochs)
-  return {k: np.float32(v) for k, v in {
-      'base': base, 'warmup': warmup, 'warmup_div': max(warmup, 1e-9),
-      'decay_span': max(total - warmup, 1e-9), 'scale': scale}.items()}
-
-
-def learning_rate(schedule: ml_collections.ConfigDict | dict[str, Any],
-                  epoch_progress: Any) -> Any:
+def learning_rate(train_config: ml_collections.ConfigDict, epoch_progress: Any) -> Any:
   """Linear warm-up to `learning_rate`, then cosine decay to 0 at `num_epochs`.
 
-  `schedule`: a train config, or its `schedule_numbers` (on device inside the loop's
-  programs). `epoch_progress` = epoch + step / steps_in_epoch: a traced scalar inside the
-  loop's programs (the rate is computed on device from the step counter), or a host number
+  `epoch_progress` = epoch + step / steps_in_epoch: a traced scalar inside the loop's
+  programs (the rate is computed on device from the step counter), or a host number
   (logging), computed then in numpy without touching the device.
   """
   xp = jnp if isinstance(epoch_progress, jax.Array) else np
-  if isinstance(schedule, ml_collections.ConfigDict):
-    schedule = schedule_numbers(schedule)
-  s, p = schedule, epoch_progress * schedule['scale']
-  warm = s['base'] * p / s['warmup_div']
-  t = xp.clip((p - s['warmup']) / s['decay_span'], 0.0, 1.0)
-  return xp.where(p < s['warmup'], warm, s['base'] * 0.5 * (1 + xp.cos(xp.pi * t)))
+  base, warmup, total = (train_config.learning_rate, train_config.warmup_epochs,
+                         train_config.num_epochs)
+  p = epoch_progress
+  warm = base * p / max(warmup, 1e-9)
+  t = xp.clip((p - warmup) / max(total - warmup, 1e-9), 0.0, 1.0)
+  return xp.where(p < warmup, warm, base * 0.5 * (1 + xp.cos(xp.pi * t)))
 
 
 def exit_loss_weights(train_config: ml_collections.ConfigDict, num_exits: int,

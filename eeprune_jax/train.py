@@ -163,8 +163,9 @@ class _RunObserver(loop.EpochObserver):
         loss=f'{float(sums["total_loss"]) / max(sums["count"], 1):.3f}',
         acc=f'{summary["train_accuracy"][-1]:.3f}')
     progress = self.epoch + step_in_epoch / self.steps_in_epoch
+    progress *= self.ctx.programs.schedule_scale  # a compressed schedule (cost_matched)
     self.ctx.writers.scalars(self.carry.step, {
-        **summary, 'lr': float(steps_lib.learning_rate(self.ctx.programs.schedule, progress))})
+        **summary, 'lr': float(steps_lib.learning_rate(self.ctx.config.train, progress))})
 
   def should_stop(self) -> bool:
     return self.ctx.preemption.should_stop(self.carry.step)

@@ -77,8 +77,7 @@ def test_the_guard_catches_an_implicit_transfer():
   _, mesh, pipeline, state, programs = _setup()
   feed = next(pipeline.train_feeds(0, None, 0, programs.steps_per_dispatch))
   consts = parallel.replicate(mesh, {'epoch': np.int32(0), 'steps': np.int32(3), 'stop': np.int32(3),
-                                     'exit_weights': np.ones(1, np.float32),
-                                     'schedule': programs.schedule})
+                                     'exit_weights': np.ones(1, np.float32)})
   sums = parallel.replicate(mesh, steps.zero_metrics(2))
   with jax.transfer_guard('disallow'), pytest.raises(Exception, match='[Dd]isallowed'):
     programs.train(state, sums, np.int32(0), feed, consts, {})  # a numpy cursor
@@ -223,29 +222,3 @@ def test_the_tables_forgetting_counts_equal_a_host_reference_of_the_same_passes(
   np.testing.assert_array_equal(example_table.presented(host), ref.presented())
   np.testing.assert_array_equal(example_table.last_loss(host), ref.last_loss)
   assert ref.counts.max() >= 1  # some example was forgotten: the check is not vacuous
-
-
-def test_runs_differing_only_in_their_schedule_share_one_train_program():
-  """Learning rate, length, warm-up and a compressed schedule (cost_matched) are inputs of
-  the train program, not constants: the frontier's runs and cost_matched's lower to the
-  same program (one compilation, from the persistent cache, for all of them)."""
-  config, mesh, pipeline, state, programs = _setup()
-  feed = next(pipeline.train_feeds(0, None, 0, programs.steps_per_dispatch))
-  sums = parallel.replicate(mesh, steps.zero_metrics(2))
-
-  def train_hlo(train_config, schedule_epochs=None):
-    p = loop.Programs(pipeline, mesh, train_config, schedule_epochs=schedule_epochs)
-    consts = parallel.replicate(mesh, {
-        'epoch': np.int32(0), 'steps': np.int32(3), 'stop': np.int32(3),
-        'exit_weights': np.ones(1, np.float32), 'schedule': p.schedule})
-    return p.train.lower(state, sums, parallel.replicate(mesh, np.int32(0)), feed, consts,
-                         {}).as_text()
-
-  other = config.train.copy_and_resolve_references()
-  other.learning_rate, other.num_epochs, other.warmup_epochs = 0.3, 7, 1.5
-  assert train_hlo(other) == train_hlo(config.train) == train_hlo(config.train, 1.7)
-  assert programs.schedule['scale'] == 1 and loop.Programs(
-      pipeline, mesh, config.train, schedule_epochs=1.5).schedule['scale'] == 2
-  # Not vacuous: what does shape the program (label smoothing) changes its text.
-  other.label_smoothing = 0.1
-  assert train_hlo(other) != train_hlo(config.train)

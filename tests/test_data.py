@@ -105,6 +105,16 @@ def test_digits_info():
   assert labels.dtype == np.int32 and set(labels) == set(range(10))
 
 
+def test_digits_are_scikit_learns_load_digits():
+  """Read from scikit-learn's file without importing it: the same images, labels, order."""
+  from sklearn import datasets  # pylint: disable=g-import-not-at-top
+  d = datasets.load_digits()
+  images, labels = sources.load_arrays(_config(image_size=8), 'train')
+  train = np.arange(len(d.target)) % 5 != 0
+  np.testing.assert_array_equal(images[..., 0], np.round(d.images[train] * 255 / 16))
+  np.testing.assert_array_equal(labels, d.target[train])
+
+
 @pytest.mark.parametrize('backend', BACKENDS)
 def test_eval_covers_every_index_once(backend, mesh):
   pipe = _pipeline(mesh, backend=backend)

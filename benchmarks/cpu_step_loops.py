@@ -1,7 +1,7 @@
 """Why the loop dispatches one train step at a time on CPUs: the same step, four ways.
 
   python benchmarks/cpu_step_loops.py
-  python benchmarks/cpu_step_loops.py --smoke   # seconds: 2 steps per call, 1 round
+  python benchmarks/cpu_step_loops.py --smoke   # seconds: ResNet-8, 2 steps per call, 1 round
 
 ResNet-20 at width 0.125 with a mid exit on 8x8 inputs, batch 32 (the CPU config of
 `configs/loop_benchmark.py`): `--steps` train steps dispatched one by one, in one
@@ -38,6 +38,8 @@ def main(argv):
   if FLAGS.smoke:  # 2 steps, so the loops and the unrolled program loop
     FLAGS.steps, FLAGS.rounds = 2, 1
   config = loop_benchmark.get_config('cpu')
+  if FLAGS.smoke:
+    config.model.name = 'resnet8'  # the smoke preset's network: half ResNet-20's compile
   b, k = config.train.batch_size, FLAGS.steps
   mesh = parallel.make_mesh()
   model = models.build_model(config.model, 10, axis_name=parallel.BATCH_AXIS)

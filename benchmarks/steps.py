@@ -1,7 +1,7 @@
 """Step throughput as ratios against references measured in the same run.
 
   python benchmarks/steps.py --model=resnet18 --width=0.5 --batch_size=128
-  python benchmarks/steps.py --smoke    # seconds: ResNet-20 w0.125 at 8x8, batch 8, 1 round
+  python benchmarks/steps.py --smoke    # seconds: ResNet-8 w0.125 at 8x8, batch 8, 1 round
 
 Prints, for one network:
   scoring step / plain jitted forward pass of the same network  (target >= 0.9)
@@ -65,7 +65,7 @@ def main(argv):
   del argv
   if FLAGS.smoke:
     FLAGS.model, FLAGS.width, FLAGS.image_size, FLAGS.batch_size, FLAGS.rounds = (
-        'resnet20', 0.125, 8, 8, 1)
+        'resnet8', 0.125, 8, 8, 1)
   mesh = parallel.make_mesh()
   shape = (FLAGS.image_size, FLAGS.image_size, 3)
   rng = np.random.default_rng(0)

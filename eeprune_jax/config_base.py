@@ -46,7 +46,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   # --- Model ------------------------------------------------------------------------
   config.model = model = ml_collections.ConfigDict()
-  # resnet18 | resnet50 | resnet20 | mobilenet_v3_large | mobilenet_v3_small
+  # resnet18 | resnet50 | resnet20 | resnet8 | mobilenet_v3_large | mobilenet_v3_small
   model.name = 'resnet18'
   model.stem = 'cifar'  # 'cifar' (32x32 inputs) or 'imagenet' (224x224 inputs).
   model.width = 1.0  # channel width multiplier; tests use small values.

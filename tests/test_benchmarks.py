@@ -110,7 +110,7 @@ def test_gpu_science_recipe_runs_concurrently_without_tensorflow(tmp_path):
   # epochs EEPrune's scoring pass costs more than it saves).
   proc = subprocess.run(
       ['bash', str(ROOT / 'benchmarks' / 'gpu_science.sh'), str(NPZ), str(out),
-       '--config.model.name=resnet20', '--config.model.width=0.125',
+       '--config.model.name=resnet8', '--config.model.width=0.125',
        '--config.model.dtype=float32', '--config.data.image_size=8',
        '--config.train.num_epochs=2', '--config.prune.epoch=1',
        '--config.data.train_split=train[:256]', '--config.data.eval_split=test[:100]',

@@ -4,7 +4,7 @@
 (`tfds_files`; not `tfds.testing.mock_data`, whose file-system patch breaks asynchronous
 checkpoints, see there): train, prune, checkpoint every epoch, SIGTERM mid-run, resume with
 the same command, finish. A new backend joins by adding its (config, backend) pairs to
-`CASES`. The networks are shrunk to a narrow ResNet-20 (the data paths are under test
+`CASES`. The networks are shrunk to a narrow ResNet-8 (the data paths are under test
 here; tests/test_models.py covers the shipped networks), so the runs take seconds.
 """
 
@@ -33,7 +33,7 @@ CASES = [('imagenet', 'tfdata'), ('imagenet', 'grain'), ('cifar100', 'tfdata'),
 
 NUM_TRAIN, NUM_EVAL, BATCH = 256, 64, 32
 STEPS_PER_EPOCH = NUM_TRAIN // BATCH
-SMALL_NETWORK = ['--config.model.name=resnet20', '--config.model.width=0.125',
+SMALL_NETWORK = ['--config.model.name=resnet8', '--config.model.width=0.125',
                  '--config.model.stem=cifar']
 DATA = {  # config -> (TFDS name, eval split, stored image shape, config overrides)
     'imagenet': ('imagenet2012', 'validation', (48, 40, 3),

@@ -98,7 +98,7 @@ def _config():
   config = tiny_config_lib.get_config()
   config.update_from_flattened_dict({
       'train.num_epochs': 4, 'prune.method': 'eeprune_dynamic', 'prune.epoch': 1,
-      'prune.fraction': 0.5, 'prune.threshold': 0.3, 'prune.infobatch_anneal': 0.25})
+      'prune.fraction': 0.5, 'prune.threshold': 0.2, 'prune.infobatch_anneal': 0.25})
   return config
 
 
@@ -129,7 +129,7 @@ def test_run_skips_only_rule_meeting_examples_and_charges_no_scoring(dynamic_run
     if epoch in (0, 3):  # before prune.epoch, and the annealed last epoch
       assert keep.all() and (weight == 1).all()
       continue
-    eligible = eeprune_dynamic.eligible(table, 0, 0.3)
+    eligible = eeprune_dynamic.eligible(table, 0, 0.2)
     m = int(eligible.sum())
     assert m > 0 and (~keep).sum() == round(0.5 * m)
     assert not (~keep & ~eligible).any()

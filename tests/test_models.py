@@ -57,14 +57,18 @@ def test_imagenet_param_counts_equal_torchvision(name):
   assert macs[0] / 1e6 == pytest.approx(IMAGENET_MACS[name], rel=0.01)
 
 
-def test_resnet20_is_the_cifar_resnet():
-  model = models.build_model(model_config('resnet20', exits='none'), 10)
+# ResNet-20: He et al.'s 0.27M. ResNet-8, counted by hand: stem 432+32, blocks
+# 4,608+64, 13,824+128, 55,296+256 (BN scale and bias), fc 650; MACs 12.24M at 32x32.
+@pytest.mark.parametrize('name,params,mmacs', [('resnet20', 269_722, 40.6),
+                                               ('resnet8', 75_290, 12.24)])
+def test_cifar_resnets_have_he_et_al_sizes(name, params, mmacs):
+  model = models.build_model(model_config(name, exits='none'), 10)
   variables = abstract_init(model, (32, 32, 3))
-  assert models.param_count(variables['params']) == 269_722  # He et al.: 0.27M
-  assert models.count_macs(model, (32, 32, 3))[0] / 1e6 == pytest.approx(40.6, rel=0.01)
+  assert models.param_count(variables['params']) == params
+  assert models.count_macs(model, (32, 32, 3))[0] / 1e6 == pytest.approx(mmacs, rel=0.01)
   with pytest.raises(config_checks.ConfigError, match="config.model.stem='imagenet' is not "
-                     'supported by resnet20'):
-    config_checks.validate_model(model_config('resnet20', stem='imagenet'))
+                     f'supported by {name}'):
+    config_checks.validate_model(model_config(name, stem='imagenet'))
 
 
 @pytest.mark.parametrize('name', models.MODEL_NAMES)
@@ -72,30 +76,34 @@ def test_resnet20_is_the_cifar_resnet():
 def test_shapes_exits_and_macs(name, head):
   config = model_config(name, width=0.25, exits='shallow,mid,deep', exit_head=head)
   # Presets resolve per model; the comma form does not take preset names.
-  blocks = tuple(models.exit_blocks(model_config(name, exits=p))[0]
-                 for p in ('shallow', 'mid', 'deep'))
+  presets = [models.exit_blocks(model_config(name, exits=p))[0]
+             for p in ('shallow', 'mid', 'deep')]
+  assert presets == sorted(presets)
+  # ResNet-8's 'mid' and 'deep' are one block (the last before the final one).
+  blocks = tuple(sorted(set(presets)))
+  assert len(blocks) == (2 if name == 'resnet8' else 3)
+  n = len(blocks)
   config.exits = ','.join(map(str, blocks))
   assert models.exit_blocks(config) == blocks
-  assert list(blocks) == sorted(set(blocks))
-  assert all(0 <= b < models.num_blocks(config) for b in blocks)
+  assert all(0 <= b < models.num_blocks(config) - 1 for b in blocks)
   model = models.build_model(config, 10)
   variables = abstract_init(model, (32, 32, 3))
   params = variables['params']
-  assert [f'exit_{k}' for k in range(3)] == sorted(k for k in params if k.startswith('exit_'))
+  assert [f'exit_{k}' for k in range(n)] == sorted(k for k in params if k.startswith('exit_'))
   assert all(f'block_{i}' in params for i in range(models.num_blocks(config)))
   counts = models.exit_head_param_counts(params)
-  assert len(counts) == 3 and all(c > 0 for c in counts)
+  assert len(counts) == n and all(c > 0 for c in counts)
   out = abstract_apply(model, variables, (32, 32, 3))
-  assert isinstance(out, tuple) and len(out) == 4
+  assert isinstance(out, tuple) and len(out) == n + 1
   assert all(o.shape == (2, 10) and o.dtype == jnp.float32 for o in out)
   macs = models.count_macs(model, (32, 32, 3))
-  assert len(macs) == 4
+  assert len(macs) == n + 1
   assert all(a < b for a, b in zip(macs, macs[1:])), macs
-  if name != 'resnet20':
+  if 'imagenet' in models.model_class(name).STEMS:
     config.stem = 'imagenet'
     model = models.build_model(config, 10)
     out = abstract_apply(model, abstract_init(model, (224, 224, 3)), (224, 224, 3))
-    assert [o.shape for o in out] == [(2, 10)] * 4
+    assert [o.shape for o in out] == [(2, 10)] * (n + 1)
 
 
 @pytest.mark.parametrize('name', models.MODEL_NAMES)

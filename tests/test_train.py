@@ -28,15 +28,16 @@ TESTS = pathlib.Path(__file__).resolve().parent
 
 # What runs on different device counts promise (README, "Determinism"): float reduction
 # order differs, so training drifts apart; the keep masks still agree on at least this
-# share of the examples (measured on the tiny config: 99.4-100% for 1 vs 8 devices over
-# seeds 0-2; at 16x16 images, 97.4-99.4%, and 99.4% for 4 vs 8 devices, seed 0) ...
+# share of the examples (measured on the tiny config, ResNet-8: 100% for 1 vs 8 devices
+# over seeds 0-2; ResNet-20: 99.4-100%, at 16x16 images 97.4-99.4%) ...
 DEVICE_COUNT_AGREEMENT = 0.95
 # ... and the examples they disagree on sit at the decision boundary: 90% of them within
 # this margin (masks.eeprune_decision_margin, probability units) in one of the two runs
-# (measured: 0.0003 and 0.004 for the seeds whose masks differ; 0.002-0.028 at 16x16) ...
+# (measured with ResNet-20: 0.0003 and 0.004 for the seeds whose masks differ; 0.002-0.028
+# at 16x16) ...
 BOUNDARY_MARGIN = 0.05
 # ... and their median margin is below this share of the median margin of all examples
-# (measured: 0.002 and 0.017; 0.02-0.04 at 16x16).
+# (measured with ResNet-20: 0.002 and 0.017; 0.02-0.04 at 16x16).
 BOUNDARY_MEDIAN_RATIO = 0.25
 
 

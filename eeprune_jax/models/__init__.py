@@ -2,7 +2,7 @@
 
 `config_checks` validates `config.model` (names, stems, exits); the code here asserts it.
 
-Names: resnet18, resnet50, resnet20, mobilenet_v3_large, mobilenet_v3_small. A model's
+Names: resnet18, resnet50, resnet20, resnet8, mobilenet_v3_large, mobilenet_v3_small. A model's
 `apply(variables, x, train=...)` returns a tuple of float32 logits [batch, num_classes]:
 one per exit (shallow to deep) and the final classifier last. Exit presets per model are
 tabled in `resnet.py` and `mobilenet_v3.py`.
@@ -20,12 +20,13 @@ from eeprune_jax.models import exits as exits_lib
 from eeprune_jax.models import macs as macs_lib
 from eeprune_jax.models.exits import EarlyExitNet
 from eeprune_jax.models.mobilenet_v3 import MobileNetV3Large, MobileNetV3Small
-from eeprune_jax.models.resnet import ResNet18, ResNet20, ResNet50
+from eeprune_jax.models.resnet import ResNet18, ResNet20, ResNet50, ResNet8
 
 _MODELS: dict[str, type[EarlyExitNet]] = {
     'resnet18': ResNet18,
     'resnet50': ResNet50,
     'resnet20': ResNet20,
+    'resnet8': ResNet8,
     'mobilenet_v3_large': MobileNetV3Large,
     'mobilenet_v3_small': MobileNetV3Small,
 }

@@ -214,18 +214,22 @@ class Tfds(base.Source):
       order = tf.random.experimental.stateless_shuffle(order, file_seed)
     features, decoders = b.info.features, {'image': tfds.decode.SkipDecoding()}
 
+    # Traced as written, not rewritten by AutoGraph (no branch here is on a tensor): the
+    # rewriting took seconds of every process's start.
+    plain = tf.autograph.experimental.do_not_convert
+
     def read(f):
       return tf.data.TFRecordDataset(files[f]).enumerate().map(
-          lambda r, record: (offsets[f] + r, record))
+          plain(lambda r, record: (offsets[f] + r, record)))
 
     def parse(index, record):
       example = features.deserialize_example(record, decoders=decoders)
       return index, example['image'], tf.cast(example['label'], tf.int32)
     ds = tf.data.Dataset.from_tensor_slices(order).interleave(
-        read, cycle_length=min(_INTERLEAVE_FILES, last - first),
+        plain(read), cycle_length=min(_INTERLEAVE_FILES, last - first),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.filter(lambda index, record: (index >= start) & (index < end))
-    return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.filter(plain(lambda index, record: (index >= start) & (index < end)))
+    return ds.map(plain(parse), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
   def mean_record_bytes(self, data_config: Any, split: str) -> float:
     b = builder(data_config)
@@ -244,7 +248,8 @@ class Tfds(base.Source):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     end = self.num_examples(data_config, split) if end is None else end
     ds = self.stream(data_config, split, start, end).map(
-        lambda i, image, label: (i, label), num_parallel_calls=tf.data.AUTOTUNE).batch(8192)
+        tf.autograph.experimental.do_not_convert(lambda i, image, label: (i, label)),
+        num_parallel_calls=tf.data.AUTOTUNE).batch(8192)
     labels = np.full(end - start, -1, np.int32)
     for index, batch in ds.as_numpy_iterator():
       labels[index - start] = batch
@@ -259,7 +264,8 @@ class Tfds(base.Source):
     decode, size = self.decode_fn(data_config), data_config.image_size
     n = self.num_examples(data_config, split)
     ds = self.stream(data_config, split, 0, n).map(
-        lambda i, img, lab: (i, pixels.tf_resize_uint8(decode(img), size), lab),
+        tf.autograph.experimental.do_not_convert(
+            lambda i, img, lab: (i, pixels.tf_resize_uint8(decode(img), size), lab)),
         num_parallel_calls=tf.data.AUTOTUNE).batch(1024)
     parts = list(ds.as_numpy_iterator())
     if not parts:

@@ -6,7 +6,7 @@ devices in the same run. ratio = input / train: below ~1.5 the input is (close t
 bottleneck.
 
   python benchmarks/input_pipeline.py --data_dir ../shared/data/tfds --steps 300
-  python benchmarks/input_pipeline.py --smoke   # seconds: 256 examples, batch 8, 2 steps
+  python benchmarks/input_pipeline.py --smoke   # seconds: 256 examples, batch 8, ResNet-8
 
 The train step is the project's own (`train.train_step`, mid exit, on random inputs).
 Without TensorFlow (e.g. a GPU box with JAX only) read the JPEG copy instead:
@@ -112,8 +112,9 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument('--npz_path', default='',
                       help='read CIFAR-10 from this JPEG .npz instead of TFDS (no TF needed).')
   parser.add_argument('--smoke', action='store_true',
-                      help='seconds, for tests: the first 256 training examples, batch 8, '
-                      '2 input steps and 1 train step (ResNet-18 w0.125); figures mean nothing.')
+                      help='seconds, for tests: the first 256 training and test examples, '
+                      'batch 8, 2 input steps and 1 train step (ResNet-8 w0.125); figures '
+                      'mean nothing.')
   args = parser.parse_args(argv)
   if args.smoke:
     args.steps, args.train_steps, args.warmup, args.batch_size, args.width = 2, 1, 1, 8, 0.125
@@ -123,9 +124,10 @@ def main(argv: list[str] | None = None) -> None:
   if args.npz_path:
     cfg.data.source, cfg.data.npz_path = 'npz', args.npz_path
   cfg.data.augment, cfg.data.image_size = 'cifar', 32
-  if args.smoke:  # the device backend loads its whole split first
-    cfg.data.train_split = 'train[:256]'
   cfg.model.name, cfg.model.stem, cfg.model.width = 'resnet18', 'cifar', args.width
+  if args.smoke:  # the device backend loads its whole splits first
+    cfg.data.train_split, cfg.data.eval_split = 'train[:256]', 'test[:256]'
+    cfg.model.name = 'resnet8'  # compiles in a fraction of ResNet-18's time
   mesh = parallel.make_mesh()
   print(f'devices: {jax.device_count()} x {jax.devices()[0].device_kind}, '
         f'batch {args.batch_size}, data {args.data_dir}', flush=True)
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
   print(f'{"what":<22}{"examples/s":>14}{"setup s":>10}{"input/train":>13}')
   for name, setup, eps in rows:
     print(f'{name:<22}{eps:>14,.0f}{setup:>10.1f}{eps / train_eps:>13.2f}')
-  print(f'{f"train resnet18 w={args.width:g}":<22}{train_eps:>14,.0f}{"":>10}{1.0:>13.2f}')
+  print(f'{f"train {cfg.model.name} w={args.width:g}":<22}{train_eps:>14,.0f}{"":>10}{1.0:>13.2f}')
 
 
 if __name__ == '__main__':

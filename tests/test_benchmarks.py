@@ -77,7 +77,7 @@ def test_cpu_step_loops_benchmark_prints_every_form():
 def test_input_pipeline_benchmark_prints_both_backends_against_the_step():
   out = _smoke('input_pipeline.py', f'--data_dir={TFDS_DIR}')
   rows = {l.split()[0]: l.split() for l in out.splitlines()
-          if l.startswith(('input[', 'train resnet18'))}
+          if l.startswith(('input[', 'train resnet8'))}
   assert set(rows) == {'input[device]', 'input[tfdata]', 'train'}, out
   for name in ('input[device]', 'input[tfdata]'):
     assert float(rows[name][-1]) > 0, rows[name]  # input / train

@@ -2,17 +2,22 @@
 
 `configs/imagenet.py` and `configs/cifar100.py`, shrunk, on TFDS data prepared as real files
 (`tfds_files`; not `tfds.testing.mock_data`, whose file-system patch breaks asynchronous
-checkpoints, see there): train, prune, checkpoint every epoch, SIGTERM mid-run, resume with
-the same command, finish. A new backend joins by adding its (config, backend) pairs to
+checkpoints, see there): train, prune, checkpoint every epoch, preempted mid-run, resumed
+with the same config, finish. A new backend joins by adding its (config, backend) pairs to
 `CASES`. The networks are shrunk to a narrow ResNet-8 (the data paths are under test
-here; tests/test_models.py covers the shipped networks), so the runs take seconds.
+here; tests/test_models.py covers the shipped networks), so the runs take seconds. They run
+in the test's process: a run in a fresh one spent 9 of its 16 CPU-seconds importing
+TensorFlow and JAX. A real SIGTERM to `python -m eeprune_jax.main` and a rerun of the same
+command are tested in tests/test_train.py.
 """
 
 import json
 import pathlib
+import runpy
 import subprocess
 import sys
 
+import ml_collections
 import numpy as np
 import pytest
 
@@ -20,6 +25,7 @@ from eeprune_jax import config_base
 from eeprune_jax import config_checks
 from eeprune_jax import data
 from eeprune_jax import parallel
+from eeprune_jax import train
 from eeprune_jax.data import device
 from eeprune_jax.data import sources
 import tfds_files
@@ -33,32 +39,12 @@ CASES = [('imagenet', 'tfdata'), ('imagenet', 'grain'), ('cifar100', 'tfdata'),
 
 NUM_TRAIN, NUM_EVAL, BATCH = 256, 64, 32
 STEPS_PER_EPOCH = NUM_TRAIN // BATCH
-SMALL_NETWORK = ['--config.model.name=resnet8', '--config.model.width=0.125',
-                 '--config.model.stem=cifar']
+SMALL_NETWORK = {'model.name': 'resnet8', 'model.width': 0.125, 'model.stem': 'cifar'}
 DATA = {  # config -> (TFDS name, eval split, stored image shape, config overrides)
     'imagenet': ('imagenet2012', 'validation', (48, 40, 3),
-                 [*SMALL_NETWORK, '--config.data.image_size=32']),
+                 {**SMALL_NETWORK, 'data.image_size': 32}),
     'cifar100': ('cifar100', 'test', (32, 32, 3), SMALL_NETWORK),
 }
-# `python -m eeprune_jax.main ARGS`, except that the run sends itself a real SIGTERM once its
-# first epoch's checkpoint is saved: the signal lands at the same point of every run (the
-# pruning round and two epochs still ahead), however fast the run is. Waiting for the
-# checkpoint from outside raced a small network, which could finish before the signal came.
-_PREEMPTED_AFTER_FIRST_EPOCH = f"""
-import os, signal, sys
-from absl import app
-from eeprune_jax import checkpointing, main
-save = checkpointing.save
-
-def save_then_sigterm(manager, step, *args, **kwargs):
-  save(manager, step, *args, **kwargs)
-  if step == {STEPS_PER_EPOCH}:
-    os.kill(os.getpid(), signal.SIGTERM)
-
-checkpointing.save = save_then_sigterm
-main.define_flags()
-app.run(main.main, argv=['eeprune_jax.main', *sys.argv[1:]])
-"""
 
 
 @pytest.fixture(scope='module')
@@ -71,15 +57,16 @@ def data_dir(tmp_path_factory):
   return root
 
 
-def _command(config: str, backend: str, workdir: pathlib.Path, data_dir: pathlib.Path
-             ) -> list[str]:
-  return [sys.executable, '-m', 'eeprune_jax.main', f'--config={ROOT / "configs" / config}.py',
-          f'--workdir={workdir}', f'--config.data.data_dir={data_dir}',
-          f'--config.data.backend={backend}', '--config.train.num_epochs=3',
-          '--config.train.warmup_epochs=0.5', '--config.prune.epoch=1',
-          f'--config.train.batch_size={BATCH}', f'--config.train.eval_batch_size={BATCH}',
-          '--config.train.checkpoint_every_epochs=1', '--config.train.log_every_steps=4',
-          '--config.train.progress_bar=False', '--config.data.grain_workers=0', *DATA[config][3]]
+def _config(config: str, backend: str, data_dir: pathlib.Path) -> ml_collections.ConfigDict:
+  """configs/<config>.py shrunk (see the module docstring), on `backend` over `data_dir`."""
+  cfg = runpy.run_path(str(ROOT / 'configs' / f'{config}.py'))['get_config']()
+  cfg.update_from_flattened_dict({
+      'data.data_dir': str(data_dir), 'data.backend': backend, 'data.grain_workers': 0,
+      'train.num_epochs': 3, 'train.warmup_epochs': 0.5, 'prune.epoch': 1,
+      'train.batch_size': BATCH, 'train.eval_batch_size': BATCH,
+      'train.checkpoint_every_epochs': 1, 'train.log_every_steps': 4,
+      'train.progress_bar': False, **DATA[config][3]})
+  return cfg
 
 
 def _env() -> dict[str, str]:
@@ -95,25 +82,22 @@ def _steps(workdir: pathlib.Path) -> list[int]:
 
 
 @pytest.mark.parametrize('config,backend', CASES)
-def test_train_prune_checkpoint_sigterm_resume(config, backend, data_dir, tmp_path):
-  """SIGTERM once the first epoch's checkpoint is written (the pruning round, its scoring
-  pass and the next epoch still ahead); the same command then finishes the run, and it has
-  trained every epoch's steps once."""
+def test_train_prune_checkpoint_preempt_resume(config, backend, data_dir, tmp_path, monkeypatch,
+                                                caplog):
+  """Preempted at the first stop check after the first epoch's checkpoint (the pruning
+  round, its scoring pass and the next epoch still ahead); the same config then finishes
+  the run, and it has trained every epoch's steps once."""
   workdir = tmp_path / 'run'
-  command = _command(config, backend, workdir, data_dir)
-  preempted = subprocess.run([sys.executable, '-c', _PREEMPTED_AFTER_FIRST_EPOCH, *command[3:]],
-                             cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True, timeout=600)
-  err = preempted.stderr
-  assert preempted.returncode == 0, err[-3000:]
-  assert 'SIGTERM received' in err and 'Preempted at step' in err, err[-3000:]
+  monkeypatch.setattr(train.Preemption, 'should_stop',
+                      lambda self, step: step > STEPS_PER_EPOCH)
+  first = train.train_and_evaluate(_config(config, backend, data_dir), str(workdir))
+  assert first['preempted'] and 'Preempted at step' in caplog.text
   assert not (workdir / 'summary.json').exists()
   stopped_at = _steps(workdir)[-1]
-  assert stopped_at > STEPS_PER_EPOCH
+  assert stopped_at == first['step'] > STEPS_PER_EPOCH
 
-  resumed = subprocess.run(command, cwd=ROOT, env=_env(), capture_output=True, text=True,
-                           timeout=600)
-  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  monkeypatch.undo()
+  train.train_and_evaluate(_config(config, backend, data_dir), str(workdir))
   summary = json.loads((workdir / 'summary.json').read_text())
   history = summary['history']
   assert [r['epoch'] for r in history] == [1, 2, 3]

@@ -49,7 +49,8 @@ def test_load_images_equals_the_split_at_those_indices_digits():
 @test_data.needs_shared_tfds
 def test_load_images_equals_the_split_at_those_indices_tfds():
   config = _data_config(**{**test_data.SHARED_CFG, 'image_size': 32})
-  images, _ = sources.load_arrays(config, 'train')
+  # The split's first 600 in canonical order (decoding all 50,000 took 24 s).
+  images, _ = sources.load_arrays(config, 'train[:600]')
   indices = [599, 3, 250]
   np.testing.assert_array_equal(sources.load_images(config, 'train', indices), images[indices])
 

@@ -209,6 +209,7 @@ class Tfds(base.Source):
     files = tf.constant([os.fspath(f) for f in info.filepaths[first:last]])
     # Index of each file's first record, counted from the split's (or slice's) example 0.
     offsets = tf.constant(bounds[first:last] - (a0 - start), tf.int64)
+    lengths = tf.constant(np.diff(bounds)[first:last], tf.int64)
     order = tf.range(last - first, dtype=tf.int64)
     if file_seed is not None:
       order = tf.random.experimental.stateless_shuffle(order, file_seed)
@@ -219,8 +220,12 @@ class Tfds(base.Source):
     plain = tf.autograph.experimental.do_not_convert
 
     def read(f):
-      return tf.data.TFRecordDataset(files[f]).enumerate().map(
-          plain(lambda r, record: (offsets[f] + r, record)))
+      # File f's records in [start, end) only; reading stops at the range's end (a slice at
+      # the start of CIFAR-10's one 50,000-record training file read the whole file).
+      lo = tf.maximum(start - offsets[f], 0)
+      hi = tf.minimum(end - offsets[f], lengths[f])
+      return tf.data.TFRecordDataset(files[f]).skip(lo).take(hi - lo).enumerate().map(
+          plain(lambda r, record: (offsets[f] + lo + r, record)))
 
     def parse(index, record):
       example = features.deserialize_example(record, decoders=decoders)
@@ -228,7 +233,6 @@ class Tfds(base.Source):
     ds = tf.data.Dataset.from_tensor_slices(order).interleave(
         plain(read), cycle_length=min(_INTERLEAVE_FILES, last - first),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.filter(plain(lambda index, record: (index >= start) & (index < end)))
     return ds.map(plain(parse), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
   def mean_record_bytes(self, data_config: Any, split: str) -> float:

@@ -301,7 +301,7 @@ def _check_small_loss_mask(run_dir: pathlib.Path) -> dict:
   return summary
 
 
-TINY = ('--config.data.image_size=8', '--config.model.width=0.25',
+TINY = ('--config.data.image_size=8', '--config.model.name=resnet8', '--config.model.width=0.25',
         '--config.train.num_epochs=2', '--config.prune.epoch=1',
         '--config.train.compilation_cache_dir=')
 

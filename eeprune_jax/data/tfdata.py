@@ -51,7 +51,7 @@ import dataclasses
 import functools
 import hashlib
 import io
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import jax
 import numpy as np
@@ -85,13 +85,6 @@ def _tf() -> Any:
   except (RuntimeError, ValueError):
     pass  # devices already initialised, or no such device type.
   return tf
-
-
-def _plain(fn: Callable[..., Any]) -> Callable[..., Any]:
-  """`fn` for tf.data to trace as written, not rewritten by AutoGraph."""
-  # Its branches are on Python values only. AutoGraph's source rewriting took 5.6 s of
-  # every process's first epoch here (`sources.tfds` does the same for its functions).
-  return _tf().autograph.experimental.do_not_convert(fn)
 
 
 def _mask_key(keep_mask: np.ndarray | None) -> str:
@@ -195,7 +188,7 @@ class TfDataPipeline(HostBatchPipeline):
     images, labels = self._numpy(split)
     ds = tf.data.Dataset.from_tensor_slices((images[start:end], labels[start:end]))
     return ds.enumerate(start).map(
-        _plain(lambda i, x: (i, x[0], tf.cast(x[1], tf.int32))))
+        pixels.tf_plain(lambda i, x: (i, x[0], tf.cast(x[1], tf.int32))))
 
   def _decode_image(self, image: Any) -> Any:
     """uint8 [H, W, C]: at image_size, except TFDS images for 'imagenet' (stored size)."""
@@ -324,21 +317,21 @@ class TfDataPipeline(HostBatchPipeline):
     def one_epoch(k):
       records = self._source('train', start, end, file_seeds[k])
       if table is not None:
-        records = records.filter(_plain(lambda i, img, lab: tf.gather(table, i)))
+        records = records.filter(pixels.tf_plain(lambda i, img, lab: tf.gather(table, i)))
       ds = records.shuffle(buffer, seed=shuffle_seeds[k], reshuffle_each_iteration=True)
       # A resume drops the records of the batches it skips before decoding them;
       # augmentation seeds depend on (epoch, index) only, so the later batches are unchanged.
       skip = tf.where(k == 0, tf.constant(first_step * lb, tf.int64), tf.constant(0, tf.int64))
       if steps * lb > local_kept:  # a host short of kept examples repeats them
         ds = ds.repeat()
-      ds = ds.skip(skip).map(
-          _plain(lambda i, img, lab: self._preprocess(i, img, lab, aug_seeds[k], train=True)),
-          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+      augment = lambda i, img, lab: self._preprocess(i, img, lab, aug_seeds[k], train=True)
+      ds = ds.skip(skip).map(pixels.tf_plain(augment), num_parallel_calls=tf.data.AUTOTUNE,
+                             deterministic=True)
       take = tf.where(k == 0, tf.constant(steps - first_step, tf.int64),
                       tf.constant(steps, tf.int64))
       return ds.batch(lb, drop_remainder=True).take(take)
 
-    ds = tf.data.Dataset.range(len(epochs)).flat_map(_plain(one_epoch))
+    ds = tf.data.Dataset.range(len(epochs)).flat_map(pixels.tf_plain(one_epoch))
     return ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
 
   def num_eval_steps(self, split: str) -> int:
@@ -354,7 +347,7 @@ class TfDataPipeline(HostBatchPipeline):
     start, end = self._range(split)
     steps = self.num_eval_steps(split)
     ds = self._source(split, start, end).map(
-        _plain(lambda i, img, lab: self._preprocess(i, img, lab, 0, train=False)),
+        pixels.tf_plain(lambda i, img, lab: self._preprocess(i, img, lab, 0, train=False)),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(self._local_eval_bs).prefetch(tf.data.AUTOTUNE)
     return self._padded(ds.as_numpy_iterator(), steps)

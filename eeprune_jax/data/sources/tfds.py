@@ -215,25 +215,22 @@ class Tfds(base.Source):
       order = tf.random.experimental.stateless_shuffle(order, file_seed)
     features, decoders = b.info.features, {'image': tfds.decode.SkipDecoding()}
 
-    # Traced as written, not rewritten by AutoGraph (no branch here is on a tensor): the
-    # rewriting took seconds of every process's start.
-    plain = tf.autograph.experimental.do_not_convert
-
     def read(f):
       # File f's records in [start, end) only; reading stops at the range's end (a slice at
       # the start of CIFAR-10's one 50,000-record training file read the whole file).
       lo = tf.maximum(start - offsets[f], 0)
       hi = tf.minimum(end - offsets[f], lengths[f])
       return tf.data.TFRecordDataset(files[f]).skip(lo).take(hi - lo).enumerate().map(
-          plain(lambda r, record: (offsets[f] + lo + r, record)))
+          pixels.tf_plain(lambda r, record: (offsets[f] + lo + r, record)))
 
     def parse(index, record):
       example = features.deserialize_example(record, decoders=decoders)
       return index, example['image'], tf.cast(example['label'], tf.int32)
     ds = tf.data.Dataset.from_tensor_slices(order).interleave(
-        plain(read), cycle_length=min(_INTERLEAVE_FILES, last - first),
+        pixels.tf_plain(read), cycle_length=min(_INTERLEAVE_FILES, last - first),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.map(plain(parse), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.map(pixels.tf_plain(parse), num_parallel_calls=tf.data.AUTOTUNE,
+                  deterministic=True)
 
   def mean_record_bytes(self, data_config: Any, split: str) -> float:
     b = builder(data_config)
@@ -252,7 +249,7 @@ class Tfds(base.Source):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     end = self.num_examples(data_config, split) if end is None else end
     ds = self.stream(data_config, split, start, end).map(
-        tf.autograph.experimental.do_not_convert(lambda i, image, label: (i, label)),
+        pixels.tf_plain(lambda i, image, label: (i, label)),
         num_parallel_calls=tf.data.AUTOTUNE).batch(8192)
     labels = np.full(end - start, -1, np.int32)
     for index, batch in ds.as_numpy_iterator():
@@ -268,7 +265,7 @@ class Tfds(base.Source):
     decode, size = self.decode_fn(data_config), data_config.image_size
     n = self.num_examples(data_config, split)
     ds = self.stream(data_config, split, 0, n).map(
-        tf.autograph.experimental.do_not_convert(
+        pixels.tf_plain(
             lambda i, img, lab: (i, pixels.tf_resize_uint8(decode(img), size), lab)),
         num_parallel_calls=tf.data.AUTOTUNE).batch(1024)
     parts = list(ds.as_numpy_iterator())

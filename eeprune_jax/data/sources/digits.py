@@ -25,8 +25,9 @@ _TEST_EVERY = 5
 
 def csv_path() -> pathlib.Path:
   """scikit-learn's `digits.csv.gz`, found without importing scikit-learn."""
-  # Importing sklearn (for `load_digits`) took 3.2 s of every run's start; `find_spec` of a
-  # top-level package locates it without executing it.
+  # Importing sklearn (for `load_digits`) cost every run's start 2 CPU-seconds here
+  # (`python -c 'import sklearn.datasets'`); `find_spec` of a top-level package locates it
+  # without executing it.
   spec = importlib.util.find_spec('sklearn')
   if spec is None or spec.origin is None:
     raise ModuleNotFoundError("data.source='digits' reads scikit-learn's copy of the digits: "

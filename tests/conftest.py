@@ -5,6 +5,7 @@ module imports jax. Tests that need one device run a subprocess without it.
 """
 
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -16,7 +17,11 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 # Many tests compile the same tiny programs (every run builds its steps afresh, and
 # subprocess runs start cold): a session-wide persistent compilation cache, inherited by
 # the subprocesses through the environment, turns the repeats into cache hits.
-os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='eeprune-jax-cc-'))
+# The pytest process that makes the directory (xdist's controller) removes it at the end.
+_OWN_CACHE_DIR = None
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  _OWN_CACHE_DIR = os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(
+      prefix='eeprune-jax-cc-')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '-1')
 
@@ -67,3 +72,9 @@ def pytest_configure(config):
         f'pytest {pytest.__version__} with pytest-xdist {".".join(map(str, xdist))} does not '
         'group tests under --dist loadgroup (pytest-dev/pytest-xdist#1386): install the '
         'versions setup.py names: pip install -e ".[test]"')
+
+
+def pytest_unconfigure(config):  # pylint: disable=unused-argument
+  """Removes the session's compilation cache (tens of MB per run) if this process made it."""
+  if _OWN_CACHE_DIR is not None:
+    shutil.rmtree(_OWN_CACHE_DIR, ignore_errors=True)

@@ -21,7 +21,7 @@ HANG_S = 300  # a smoke run takes seconds to a minute on a loaded 2-core CPU
 
 def _env() -> dict[str, str]:
   """One CPU device, compiled at level 0 (smoke runs are compile-bound; see xla_env)."""
-  return xla_env.env(1, optimization_level=0)
+  return xla_env.env(1, optimization_level=xla_env.COMPILE_BOUND_LEVEL)
 
 
 def _smoke(script: str, *args: str) -> str:

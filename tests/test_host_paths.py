@@ -7,8 +7,8 @@ with the same config, finish. A new backend joins by adding its (config, backend
 `CASES`. The networks are shrunk to a narrow ResNet-8 (the data paths are under test
 here; tests/test_models.py covers the shipped networks), so the runs take seconds. They run
 in the test's process: a fresh one first imports TensorFlow (8 CPU-seconds here for
-`python -c 'import tensorflow'`) and JAX. A real SIGTERM to `python -m eeprune_jax.main` and a rerun of the same
-command are tested in tests/test_train.py.
+`python -c 'import tensorflow'`) and JAX. A real SIGTERM to `python -m eeprune_jax.main`
+and a rerun of the same command are tested in tests/test_train.py.
 """
 
 import json

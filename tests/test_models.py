@@ -12,6 +12,7 @@ import pytest
 from eeprune_jax import config_checks
 from eeprune_jax import models
 from eeprune_jax.config_base import base_config
+import xla_env
 
 IMAGENET_PARAMS = {
     'resnet18': 11_689_512,
@@ -181,8 +182,8 @@ def test_jit_forward_backward(name):
   x = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
   y = jnp.array([1, 2])
   # Jitted: MobileNetV3's init op by op took 8 s here, compiled 3.6 s. Each program runs
-  # once on two examples: compiled at XLA:CPU's level 0, which compiles fastest.
-  jit = functools.partial(jax.jit, compiler_options={'xla_backend_optimization_level': 0})
+  # once on two examples, so it compiles at the level that compiles fastest (xla_env).
+  jit = functools.partial(jax.jit, compiler_options=xla_env.COMPILE_BOUND_OPTIONS)
   variables = jit(functools.partial(model.init, train=False))(jax.random.key(0), x)
 
   @jit

@@ -14,10 +14,17 @@ carries the per-example table ran up to 3x slower.
 Every process of a test (pytest itself and the runs it starts) gets the same flags, so
 runs compared bit for bit are compiled alike. Benchmarks' figures are never taken from
 tests; their smoke runs (tests/test_benchmarks.py), compile-bound and compared with
-nothing, compile at level 0: 103 CPU-s for that file against 129 at level 1.
+nothing, compile at level 0: 103 CPU-s for that file against 129 at level 1. So do programs
+a test runs once on a few examples (tests/test_models.py's jit tests: 23 CPU-s against 46).
 """
 
 import os
+
+# The level for compile-bound work: programs run once, or compared with nothing.
+COMPILE_BOUND_LEVEL = 0
+# As `jax.jit(..., compiler_options=COMPILE_BOUND_OPTIONS)`, for one program in a process.
+COMPILE_BOUND_OPTIONS = {'xla_backend_optimization_level': COMPILE_BOUND_LEVEL}
+
 
 def flags(devices: int, optimization_level: int = 1) -> str:
   """XLA_FLAGS for `devices` fake CPU devices, compiled faster."""

@@ -136,7 +136,7 @@ def _record_pass(table: dict[str, jax.Array], per_example: dict[str, jax.Array],
   """Writes one step's per-example rows (every device's) into the replicated table."""
   rows = {k: per_example[k] for k in ('index', *example_table.PASS_FIELDS)}
   # Gathered as device-invariant values: every device then holds the same table.
-  rows = parallel.all_gather(rows)
+  rows = jax.lax.all_gather(rows, parallel.BATCH_AXIS, tiled=True, to='invarying')
   return example_table.record(table, rows, epoch)
 
 

@@ -73,43 +73,7 @@ def data_parallel(fn: Callable[..., Any], mesh: Mesh, in_specs: Any, out_specs: 
                   **jit_kwargs) -> Callable[..., Any]:
   """`jax.jit(jax.shard_map(fn))` over the 1-D batch mesh: `fn` sees one device's shard.
 
-  Inside `fn`, reduce over devices with `psum`, `pmean` and `all_gather` below. On a
-  one-device mesh those are barriers, not collectives, so shard_map cannot prove outputs
-  replicated: its check of that runs on meshes of several devices only.
+  Inside `fn`, reduce over devices with `jax.lax.psum/pmean(x, BATCH_AXIS)`.
   """
-  return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs,
-                               check_vma=mesh.size > 1), **jit_kwargs)
-
-
-# The reductions over the mesh, for use inside `data_parallel`. On a one-device mesh each
-# is the identity, but `jax.lax`'s collectives still compile to XLA collectives there (a
-# ResNet-20 train step held 39 all-reduces, each a runtime call: the step ran 15% slower
-# on one CPU device). Leaving them out would let XLA fuse across them and compute other
-# bits (the demo trained to another mask); an optimization barrier keeps XLA's fusion
-# boundaries where the collectives were, so the program computes the same bits
-# (tests/test_models.py, and the demo's mask, scores and every metric).
-
-
-def _one_device(axis_name: str) -> bool:
-  return jax.lax.axis_size(axis_name) == 1
-
-
-def psum(x: Any, axis_name: str = BATCH_AXIS) -> Any:
-  """The sum of `x` over the devices of the mesh."""
-  if _one_device(axis_name):
-    return jax.lax.optimization_barrier(x)
-  return jax.lax.psum(x, axis_name)
-
-
-def pmean(x: Any, axis_name: str = BATCH_AXIS) -> Any:
-  """The mean of `x` over the devices of the mesh."""
-  if _one_device(axis_name):
-    return jax.lax.optimization_barrier(x)
-  return jax.lax.pmean(x, axis_name)
-
-
-def all_gather(x: Any, axis_name: str = BATCH_AXIS) -> Any:
-  """Every device's `x` concatenated along the leading axis, on every device."""
-  if _one_device(axis_name):
-    return jax.lax.optimization_barrier(x)
-  return jax.lax.all_gather(x, axis_name, tiled=True, to='invarying')
+  return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs),
+                 **jit_kwargs)

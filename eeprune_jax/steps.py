@@ -122,7 +122,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], hparams: dict[str
   params = jax.lax.pcast(state.params, parallel.BATCH_AXIS, to='varying')
   (loss, (new_model_state, logits, ce)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(params)
-  grads = parallel.pmean(grads)
+  grads = jax.lax.pmean(grads, parallel.BATCH_AXIS)
   opt_state = state.opt_state._replace(
       hyperparams={**state.opt_state.hyperparams, 'learning_rate': hparams['lr']})
   new_state = state.replace(opt_state=opt_state).apply_gradients(
@@ -134,7 +134,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], hparams: dict[str
   }
   conf = jnp.stack([jnp.max(jax.nn.softmax(l.astype(jnp.float32)), -1) for l in logits], 1)
   per_example = {'index': batch['index'], 'correct': correct, 'conf': conf, 'loss': ce}
-  return new_state, parallel.psum(metrics), per_example
+  return new_state, jax.lax.psum(metrics, parallel.BATCH_AXIS), per_example
 
 
 def eval_step(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
@@ -146,7 +146,7 @@ def eval_step(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.A
   correct = jnp.stack([jnp.argmax(l, -1) == batch['label'] for l in logits], 1)
   metrics = {'loss': (ce * valid).sum(0), 'correct': (correct * valid).sum(0),
              'count': valid.sum()}
-  return parallel.psum(metrics)
+  return jax.lax.psum(metrics, parallel.BATCH_AXIS)
 
 
 def zero_metrics(num_outputs: int) -> dict[str, np.ndarray]:

@@ -2,7 +2,6 @@
 
 import functools
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -12,15 +11,8 @@ import pytest
 
 from eeprune_jax import config_checks
 from eeprune_jax import models
-from eeprune_jax import parallel
-from eeprune_jax import steps
 from eeprune_jax.config_base import base_config
-from eeprune_jax.models import layers
 import xla_env
-
-# XLA:CPU's default fusion emitters, which the tests' flags turn off (xla_env): with the
-# older emitters a one-device program with barriers for collectives rounds differently.
-COMPILE_AS_A_RUN = {'xla_cpu_use_fusion_emitters': True}
 
 IMAGENET_PARAMS = {
     'resnet18': 11_689_512,
@@ -213,51 +205,6 @@ def test_jit_forward_backward(name):
   assert np.abs(grads['head']['fc2' if 'fc2' in grads['head'] else 'fc']['kernel']).sum() > 0
   logits = jit(functools.partial(model.apply, train=False))(variables, x)
   assert len(logits) == 2 and logits[0].shape == (2, 10)
-
-
-class _TwoBatchNorms(nn.Module):
-  """conv, BatchNorm, relu, conv, BatchNorm, relu, pool, dense: the models' BatchNorm in
-  the smallest network that trains through `steps.train_step`."""
-
-  @nn.compact
-  def __call__(self, x, train: bool):
-    for features in (8, 16):
-      x = layers.conv(features, 3)(x)
-      x = nn.relu(layers.batch_norm(train, parallel.BATCH_AXIS, jnp.float32)(x))
-    return [layers.dense(10, jnp.float32)(x.mean((1, 2)))]
-
-
-def _train_three_steps(devices: int) -> tuple:
-  """Params, statistics and metrics of `_TwoBatchNorms` after three data-parallel steps,
-  compiled as a run compiles them (`COMPILE_AS_A_RUN`)."""
-  mesh = parallel.make_mesh(jax.devices()[:devices])
-  state = steps.create_train_state(_TwoBatchNorms(), steps.make_optimizer(base_config().train),
-                                   (8, 8, 3), 0, mesh)
-  P = jax.sharding.PartitionSpec
-  step = parallel.data_parallel(lambda *args: steps.train_step(*args)[:2], mesh,
-                                in_specs=(P(), P('batch'), P()), out_specs=(P(), P()),
-                                compiler_options=COMPILE_AS_A_RUN)
-  hparams = parallel.replicate(mesh, {'lr': np.float32(0.1),
-                                      'exit_weights': np.ones(0, np.float32)})
-  rng = np.random.default_rng(0)
-  for _ in range(3):
-    batch = parallel.host_to_global(mesh, {
-        'image': rng.standard_normal((16, 8, 8, 3), np.float32),
-        'label': rng.integers(0, 10, 16).astype(np.int32),
-        'index': np.arange(16, dtype=np.int32), 'valid': np.ones(16, bool)})
-    state, metrics = step(state, batch, hparams)
-  return jax.device_get((state.params, state.batch_stats, metrics))
-
-
-@pytest.mark.parametrize('devices', [1, 8])
-def test_batch_norm_trains_to_the_bits_of_flax_batch_norm(devices, monkeypatch):
-  """The models' BatchNorm (averaged by `parallel.pmean`: a barrier on one device) and
-  flax's nn.BatchNorm (`lax.pmean`: an all-reduce) train a network to the same bits."""
-  ours = _train_three_steps(devices)
-  monkeypatch.setattr(layers, 'BatchNorm', nn.BatchNorm)
-  theirs = _train_three_steps(devices)
-  equal = lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-  jax.tree.map(equal, ours, theirs)
 
 
 def test_batch_norm_under_shard_map():

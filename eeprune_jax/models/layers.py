@@ -6,8 +6,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from eeprune_jax.models.batch_norm import BatchNorm
-
 # torchvision initialises every conv kernel with kaiming normal, fan_out, relu gain.
 conv_kernel_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 
@@ -38,11 +36,12 @@ def conv(features: int, kernel: int, stride: int = 1, *, groups: int = 1,
 
 
 def batch_norm(train: bool, axis_name: str | None, dtype: Any,
-               name: str | None = None) -> BatchNorm:
+               name: str | None = None) -> nn.BatchNorm:
   """BatchNorm whose batch statistics are averaged over `axis_name` when training."""
-  return BatchNorm(
+  return nn.BatchNorm(
       use_running_average=not train, momentum=0.9, epsilon=1e-5,
-      axis_name=axis_name if train else None, dtype=dtype, name=name)
+      axis_name=axis_name if train else None, dtype=dtype, param_dtype=jnp.float32,
+      name=name)
 
 
 def dense(features: int, dtype: Any, name: str | None = None) -> nn.Dense:

@@ -75,9 +75,12 @@ def create_train_state(model: Any, tx: optax.GradientTransformation,
     params_key, dropout_key = jax.random.split(jax.random.key(seed))
     variables = model.init({'params': params_key, 'dropout': dropout_key},
                            jnp.zeros((1, *image_shape), jnp.float32), train=False)
-    return TrainState.create(apply_fn=model.apply, params=variables['params'],
-                             batch_stats=variables.get('batch_stats', {}), tx=tx,
-                             rng=jax.random.key_data(dropout_key))
+    state = TrainState.create(apply_fn=model.apply, params=variables['params'],
+                              batch_stats=variables.get('batch_stats', {}), tx=tx,
+                              rng=jax.random.key_data(dropout_key))
+    # A strong int32 step, as a restored checkpoint's: flax's weakly typed 0 would give a
+    # resumed run programs of other types than the fresh run's, compiled (not cached) again.
+    return state.replace(step=jnp.zeros((), jnp.int32))
   return jax.jit(init, out_shardings=parallel.replicated(mesh))()
 
 

@@ -680,3 +680,23 @@ def test_a_checkpoint_saves_replicated_arrays_from_the_host_and_restores_their_s
     assert restored[k].sharding == template[k].sharding, k
     np.testing.assert_array_equal(restored[k], state[k])
   assert int(restored['step']) == 7
+
+
+def test_a_restored_train_state_has_the_fresh_states_types(tmp_path):
+  """Weak types included: a resumed run then calls the fresh run's compiled programs (from
+  the compilation cache, or in this process) instead of compiling programs of other types."""
+  from eeprune_jax import models  # pylint: disable=g-import-not-at-top
+  from eeprune_jax import parallel  # pylint: disable=g-import-not-at-top
+  from eeprune_jax import run_state  # pylint: disable=g-import-not-at-top
+  from eeprune_jax import steps  # pylint: disable=g-import-not-at-top
+  config = tiny_config()
+  state = steps.create_train_state(models.build_model(config.model, 10),
+                                   steps.make_optimizer(config.train), (8, 8, 1), 0,
+                                   parallel.make_mesh())
+  manager = checkpointing.make_manager(tmp_path)
+  checkpointing.save(manager, 1, state, {'keep': np.ones(4, bool)}, run_state.RunState.new(0))
+  manager.wait_until_finished()
+  restored, _, _ = checkpointing.restore(checkpointing.make_manager(tmp_path), state,
+                                         {'keep': np.zeros(4, bool)})
+  types = lambda tree: [(x.aval, x.aval.weak_type, x.sharding) for x in jax.tree.leaves(tree)]
+  assert types(restored) == types(state)

@@ -23,12 +23,16 @@ from test_compare import demo_config
 
 TESTS = pathlib.Path(__file__).resolve().parent
 REPO = TESTS.parent
-# The cost-matched run matches random's: on these 2-epoch runs EEPrune's scoring pass costs
+# The cost-matched run matches random's: on these short runs EEPrune's scoring pass costs
 # more than its pruning saves, and no run can match a cost above full data's.
 RUNS = ('eeprune_mid_f0.3_s0', 'random_f0.3_s0', 'cost_matched_f0.3_s0')
 # Without the training-less frontier (compare_demo's default): concurrency is the point here.
 MATCHED = {'methods': 'eeprune_mid,random,cost_matched', 'fractions': '0.3', 'seeds': '0',
            'cost_reference': 'random', 'frontier': ''}
+# Every comparison here that trains is this long: the learning-rate schedule is compiled into
+# the train program, so runs of one length share their programs through the compilation
+# cache (the SIGTERM test's runs are `both`'s; their own compilation took 20 CPU-s).
+EPOCHS = 3
 
 
 def config(num_epochs: int = 2, **compare_fields):
@@ -58,10 +62,10 @@ def script_env() -> dict[str, str]:
 def both(tmp_path_factory):
   """The same comparison one run after another (in this process) and three at once."""
   sequential = tmp_path_factory.mktemp('sequential')
-  compare.run_comparison(demo_config(**MATCHED), str(sequential))
+  compare.run_comparison(config(EPOCHS, **MATCHED), str(sequential))
   concurrent = tmp_path_factory.mktemp('concurrent')
   proc = subprocess.run(
-      comparison_script(concurrent, **MATCHED, parallel=3, progress_every_s=0.5),
+      comparison_script(concurrent, EPOCHS, **MATCHED, parallel=3, progress_every_s=0.5),
       env=script_env(), capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stdout + proc.stderr
   return sequential, concurrent, proc.stdout
@@ -132,7 +136,8 @@ def sigterm_pending(pid: int) -> bool:
   return bool(pending >> (signal.SIGTERM - 1) & 1)
 
 
-def test_sigterm_stops_every_run_with_a_checkpoint_and_a_rerun_resumes(tmp_path):
+def test_sigterm_stops_every_run_with_a_checkpoint_and_a_rerun_resumes(both, tmp_path):
+  del both  # run after it, on its worker (conftest.py): its programs are this test's
   # Each run is frozen (SIGSTOP) as soon as it has logged epoch 1, and continued only once
   # the SIGTERM its parent passes on is pending: however fast it trains, every run stops
   # within a dispatch of the end of epoch 2 (the host may have queued all of epoch 2's steps
@@ -140,7 +145,7 @@ def test_sigterm_stops_every_run_with_a_checkpoint_and_a_rerun_resumes(tmp_path)
   fields = {'methods': 'none,random', 'fractions': '0.3', 'seeds': '0', 'parallel': 2,
             'frontier': ''}
   runs = [tmp_path / 'runs' / n for n in ('none_f0_s0', 'random_f0.3_s0')]
-  proc = subprocess.Popen(comparison_script(tmp_path, 3, **fields),
+  proc = subprocess.Popen(comparison_script(tmp_path, EPOCHS, **fields),
                           env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True)
   deadline, frozen = time.time() + 600, {}
@@ -171,7 +176,7 @@ def test_sigterm_stops_every_run_with_a_checkpoint_and_a_rerun_resumes(tmp_path)
     # The stop's own checkpoint (demo_config saves no other before a run's end).
     stopped_at = checkpointing.make_manager(str(run), read_only=True).latest_step()
     assert stopped_at is not None and f'Preempted at step {stopped_at}:' in log, log
-  results = compare.run_comparison(config(3, **fields), str(tmp_path))
+  results = compare.run_comparison(config(EPOCHS, **fields), str(tmp_path))
   assert all(r.finished for r in results), [r.error for r in results]
   for run in runs:
     history = workdir_lib.read_json(run / 'summary.json')['history']

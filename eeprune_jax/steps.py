@@ -71,8 +71,8 @@ def create_train_state(model: Any, tx: optax.GradientTransformation,
                        image_shape: tuple[int, ...], seed: int,
                        mesh: jax.sharding.Mesh) -> TrainState:
   """Initialises the model and optimizer, replicated over the mesh."""
-  def init():
-    params_key, dropout_key = jax.random.split(jax.random.key(seed))
+  def init(key_data):
+    params_key, dropout_key = jax.random.split(jax.random.wrap_key_data(key_data))
     variables = model.init({'params': params_key, 'dropout': dropout_key},
                            jnp.zeros((1, *image_shape), jnp.float32), train=False)
     state = TrainState.create(apply_fn=model.apply, params=variables['params'],
@@ -81,7 +81,10 @@ def create_train_state(model: Any, tx: optax.GradientTransformation,
     # A strong int32 step, as a restored checkpoint's: flax's weakly typed 0 would give a
     # resumed run programs of other types than the fresh run's, compiled (not cached) again.
     return state.replace(step=jnp.zeros((), jnp.int32))
-  return jax.jit(init, out_shardings=parallel.replicated(mesh))()
+  # The seed's key is an input, not a constant: runs of other seeds (a comparison's seeds,
+  # EL2N's networks) call one compiled program. Same bits: the key is integer data.
+  key_data = np.asarray(jax.random.key_data(jax.random.key(seed)))
+  return jax.jit(init, out_shardings=parallel.replicated(mesh))(key_data)
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float) -> jax.Array:

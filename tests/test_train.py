@@ -700,3 +700,32 @@ def test_a_restored_train_state_has_the_fresh_states_types(tmp_path):
                                          {'keep': np.zeros(4, bool)})
   types = lambda tree: [(x.aval, x.aval.weak_type, x.sharding) for x in jax.tree.leaves(tree)]
   assert types(restored) == types(state)
+
+
+def test_every_seed_initialises_through_one_compiled_program():
+  """The seed's key is an input of the init program: a run of another seed (a comparison's
+  seeds, EL2N's networks) compiles nothing new, and its state has the bits that the seed
+  compiled in as a constant gives."""
+  from eeprune_jax import models  # pylint: disable=g-import-not-at-top
+  from eeprune_jax import parallel  # pylint: disable=g-import-not-at-top
+  from eeprune_jax import steps  # pylint: disable=g-import-not-at-top
+  config = tiny_config()
+  model = models.build_model(config.model, 10)
+  create = lambda seed: steps.create_train_state(
+      model, steps.make_optimizer(config.train), (8, 8, 1), seed, parallel.make_mesh())
+  first = create(3)
+  events = []  # the persistent compilation cache's (conftest.py turns it on for every test)
+  listener = lambda event, **_: events.append(event.rsplit('/', 1)[-1])
+  jax.monitoring.register_event_listener(listener)
+  try:
+    second = create(4)
+  finally:
+    jax.monitoring.unregister_event_listener(listener)
+  # Every compilation it asked for was a cache hit: the first seed's program.
+  requests = events.count('compile_requests_use_cache')
+  assert requests >= 1 and events.count('cache_hits') == requests, events
+  constant = jax.jit(lambda: model.init(
+      jax.random.split(jax.random.key(4))[0], jax.numpy.zeros((1, 8, 8, 1)), train=False))
+  jax.tree.map(np.testing.assert_array_equal, second.params, constant()['params'])
+  assert not np.array_equal(first.params['head']['fc']['kernel'],
+                            second.params['head']['fc']['kernel'])

@@ -682,17 +682,21 @@ def test_a_checkpoint_saves_replicated_arrays_from_the_host_and_restores_their_s
   assert int(restored['step']) == 7
 
 
+def _tiny_train_state(seed: int):
+  """The tiny config's network and a train state freshly initialised with `seed`."""
+  from eeprune_jax import models  # pylint: disable=g-import-not-at-top
+  from eeprune_jax import parallel  # pylint: disable=g-import-not-at-top
+  config = tiny_config()
+  model = models.build_model(config.model, 10)
+  return model, train.create_train_state(model, train.make_optimizer(config.train), (8, 8, 1),
+                                         seed, parallel.make_mesh())
+
+
 def test_a_restored_train_state_has_the_fresh_states_types(tmp_path):
   """Weak types included: a resumed run then calls the fresh run's compiled programs (from
   the compilation cache, or in this process) instead of compiling programs of other types."""
-  from eeprune_jax import models  # pylint: disable=g-import-not-at-top
-  from eeprune_jax import parallel  # pylint: disable=g-import-not-at-top
   from eeprune_jax import run_state  # pylint: disable=g-import-not-at-top
-  from eeprune_jax import steps  # pylint: disable=g-import-not-at-top
-  config = tiny_config()
-  state = steps.create_train_state(models.build_model(config.model, 10),
-                                   steps.make_optimizer(config.train), (8, 8, 1), 0,
-                                   parallel.make_mesh())
+  _, state = _tiny_train_state(0)
   manager = checkpointing.make_manager(tmp_path)
   checkpointing.save(manager, 1, state, {'keep': np.ones(4, bool)}, run_state.RunState.new(0))
   manager.wait_until_finished()
@@ -706,19 +710,12 @@ def test_every_seed_initialises_through_one_compiled_program():
   """The seed's key is an input of the init program: a run of another seed (a comparison's
   seeds, EL2N's networks) compiles nothing new, and its state has the bits that the seed
   compiled in as a constant gives."""
-  from eeprune_jax import models  # pylint: disable=g-import-not-at-top
-  from eeprune_jax import parallel  # pylint: disable=g-import-not-at-top
-  from eeprune_jax import steps  # pylint: disable=g-import-not-at-top
-  config = tiny_config()
-  model = models.build_model(config.model, 10)
-  create = lambda seed: steps.create_train_state(
-      model, steps.make_optimizer(config.train), (8, 8, 1), seed, parallel.make_mesh())
-  first = create(3)
+  _, first = _tiny_train_state(3)
   events = []  # the persistent compilation cache's (conftest.py turns it on for every test)
   listener = lambda event, **_: events.append(event.rsplit('/', 1)[-1])
   jax.monitoring.register_event_listener(listener)
   try:
-    second = create(4)
+    model, second = _tiny_train_state(4)
   finally:
     jax.monitoring.unregister_event_listener(listener)
   # Every compilation it asked for was a cache hit: the first seed's program.

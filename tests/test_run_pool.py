@@ -35,21 +35,21 @@ MATCHED = {'methods': 'eeprune_mid,random,cost_matched', 'fractions': '0.3', 'se
 EPOCHS = 3
 
 
-def config(num_epochs: int = 2, **compare_fields):
-  """The shrunk demo comparison config, `num_epochs` long."""
+def config(**compare_fields):
+  """The shrunk demo comparison config, `EPOCHS` long."""
   c = demo_config(**compare_fields)
-  c.train.num_epochs = num_epochs
+  c.train.num_epochs = EPOCHS
   return c
 
 
-def comparison_script(workdir: pathlib.Path, num_epochs: int = 2, **compare_fields) -> list[str]:
+def comparison_script(workdir: pathlib.Path, **compare_fields) -> list[str]:
   """A Python command that runs `config(...)` as a comparison in `workdir`, then prints
   whether its process ever started a JAX backend."""
   return [sys.executable, '-c', textwrap.dedent(f"""
       from jax._src import xla_bridge
       from eeprune_jax import compare
       from test_run_pool import config
-      compare.run_comparison(config({num_epochs}, **{compare_fields!r}), {str(workdir)!r})
+      compare.run_comparison(config(**{compare_fields!r}), {str(workdir)!r})
       print('parent backend initialized:', xla_bridge.backends_are_initialized())
       """)]
 
@@ -62,10 +62,10 @@ def script_env() -> dict[str, str]:
 def both(tmp_path_factory):
   """The same comparison one run after another (in this process) and three at once."""
   sequential = tmp_path_factory.mktemp('sequential')
-  compare.run_comparison(config(EPOCHS, **MATCHED), str(sequential))
+  compare.run_comparison(config(**MATCHED), str(sequential))
   concurrent = tmp_path_factory.mktemp('concurrent')
   proc = subprocess.run(
-      comparison_script(concurrent, EPOCHS, **MATCHED, parallel=3, progress_every_s=0.5),
+      comparison_script(concurrent, **MATCHED, parallel=3, progress_every_s=0.5),
       env=script_env(), capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stdout + proc.stderr
   return sequential, concurrent, proc.stdout
@@ -145,7 +145,7 @@ def test_sigterm_stops_every_run_with_a_checkpoint_and_a_rerun_resumes(both, tmp
   fields = {'methods': 'none,random', 'fractions': '0.3', 'seeds': '0', 'parallel': 2,
             'frontier': ''}
   runs = [tmp_path / 'runs' / n for n in ('none_f0_s0', 'random_f0.3_s0')]
-  proc = subprocess.Popen(comparison_script(tmp_path, EPOCHS, **fields),
+  proc = subprocess.Popen(comparison_script(tmp_path, **fields),
                           env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True)
   deadline, frozen = time.time() + 600, {}
@@ -176,7 +176,7 @@ def test_sigterm_stops_every_run_with_a_checkpoint_and_a_rerun_resumes(both, tmp
     # The stop's own checkpoint (demo_config saves no other before a run's end).
     stopped_at = checkpointing.make_manager(str(run), read_only=True).latest_step()
     assert stopped_at is not None and f'Preempted at step {stopped_at}:' in log, log
-  results = compare.run_comparison(config(EPOCHS, **fields), str(tmp_path))
+  results = compare.run_comparison(config(**fields), str(tmp_path))
   assert all(r.finished for r in results), [r.error for r in results]
   for run in runs:
     history = workdir_lib.read_json(run / 'summary.json')['history']

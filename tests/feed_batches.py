@@ -8,6 +8,7 @@ global arrays [batches, B, ...] sharded along B, or (`host`) numpy rows [batches
 """
 
 from typing import Any, Iterator
+import weakref
 
 import jax
 import jax.numpy as jnp
@@ -20,13 +21,26 @@ P = jax.sharding.PartitionSpec
 ROWS = P(None, parallel.BATCH_AXIS)  # [batches, B]: batch rows split over the mesh
 
 
+# pipeline -> {(num_batches, train): program}: a test reading several epochs or masks of one
+# pipeline traces each program once, as the loop does (weak: a test's data goes with it).
+_PROGRAMS: 'weakref.WeakKeyDictionary[data_lib.Pipeline, dict]' = weakref.WeakKeyDictionary()
+
+
 def _program(pipe: data_lib.Pipeline, num_batches: int, train: bool) -> Any:
   """(feed, first step, epoch) -> `local_batch` of steps first.. first+num_batches-1."""
+  programs = _PROGRAMS.setdefault(pipe, {})
+  if (num_batches, train) not in programs:
+    programs[num_batches, train] = _build(pipe, num_batches, train)
+  return programs[num_batches, train]
+
+
+def _build(pipe: data_lib.Pipeline, num_batches: int, train: bool) -> Any:
   specs = pipe.train_feed_specs() if train else pipe.eval_feed_specs()
+  pipe_ref = weakref.ref(pipe)  # the program must not keep its (weakly held) pipeline alive
 
   def run(feed, first, epoch):
     def body(_, i):
-      return None, pipe.local_batch(feed, first + i, epoch, train=train)
+      return None, pipe_ref().local_batch(feed, first + i, epoch, train=train)
     return jax.lax.scan(body, None, jnp.arange(num_batches))[1]
 
   return parallel.data_parallel(run, pipe.mesh, in_specs=(specs, P(), P()), out_specs=ROWS)

@@ -34,8 +34,9 @@ def _batches_forever(pipe: data_lib.Pipeline) -> Iterator[dict[str, jax.Array]]:
   the host backends' feed is the batch, normalised there)."""
   P = jax.sharding.PartitionSpec
   batch_of = parallel.data_parallel(
-      lambda feed, step, epoch: pipe.local_batch(feed, step, epoch, train=True), pipe.mesh,
-      in_specs=(pipe.train_feed_specs(), P(), P()), out_specs=P(parallel.BATCH_AXIS))
+      lambda feed, step, epoch: pipe.reader.local_batch(feed, step, epoch, train=True),
+      pipe.mesh, in_specs=(pipe.reader.feed_specs(), P(), P()),
+      out_specs=P(parallel.BATCH_AXIS))
   epoch = 0
   while True:
     for step, feed in enumerate(pipe.train_feeds(epoch, None, 0, 1)):

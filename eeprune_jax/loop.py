@@ -140,8 +140,111 @@ def _record_pass(table: dict[str, jax.Array], per_example: dict[str, jax.Array],
   return example_table.record(table, rows, epoch)
 
 
+# --- The programs: one device's shard inside shard_map ---------------------------------
+# Each program is a function of a frozen `*Program` value holding everything its trace
+# reads besides its arguments (no data). `_compiled` keeps one jitted program per value,
+# so every run of a process with equal values (a comparison's runs, EL2N's networks, a
+# resumed run in tests) reuses the traced, lowered and compiled program.
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainProgram:
+  """Up to `steps_per_dispatch` train steps per dispatch: see `Programs`."""
+  reader: data_lib.FeedReader
+  train_config: ml_collections.FrozenConfigDict
+  schedule_scale: float
+  steps_per_dispatch: int
+  weighted: bool
+
+
+def _train_steps(program: TrainProgram, state, sums, cursor, feed, consts, table):
+  """Up to `steps_per_dispatch` train steps from step `cursor` of the epoch."""
+  k = program.steps_per_dispatch
+  n = jnp.minimum(k, consts['stop'] - cursor)
+
+  def body(i, carry):
+    state, sums, table = carry
+    step = cursor + i
+    batch = program.reader.local_batch(feed, step, consts['epoch'], train=True)
+    progress = consts['epoch'].astype(jnp.float32) + step / consts['steps']
+    hparams = {'lr': steps_lib.learning_rate(program.train_config,
+                                             progress * program.schedule_scale),
+               'exit_weights': consts['exit_weights']}
+    if program.weighted:
+      hparams['example_weight'] = consts['example_weight'][batch['index']]
+    global_step = state.step
+    state, metrics, per_example = steps_lib.train_step(
+        state, batch, hparams, program.train_config.label_smoothing)
+    sums = steps_lib.accumulate(sums, metrics, global_step)
+    if table:  # an empty table: a network trained beside the run (EL2N seeds)
+      table = _record_pass(table, per_example, consts['epoch'])
+    return state, sums, table
+
+  carry = (state, sums, table)
+  if k == 1:  # straight-line code: no loop for XLA to run
+    state, sums, table = body(0, carry)
+    return state, sums, cursor + 1, table
+  state, sums, table = jax.lax.fori_loop(0, n, body, carry)
+  return state, sums, cursor + n, table
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalProgram:
+  """The eval metrics of `num_batches` batches of a feed."""
+  reader: data_lib.FeedReader
+  num_batches: int
+
+
+def _eval_pass(program: EvalProgram, state, sums, feed):
+  """Adds the eval metrics of every batch of the feed to `sums`."""
+  def body(s, sums):
+    batch = program.reader.local_batch(feed, s, jnp.int32(0), train=False)
+    metrics = steps_lib.eval_step(state, batch)
+    return jax.tree.map(jnp.add, sums, metrics)
+  return jax.lax.fori_loop(0, program.num_batches, body, sums)
+
+
+@dataclasses.dataclass(frozen=True)
+class PerExampleProgram:
+  """`step_fn`'s rows of every one of `num_batches` batches of a feed."""
+  reader: data_lib.FeedReader
+  num_batches: int
+  step_fn: Callable[..., Any]  # keyed by identity: pass the same function object
+
+
+def _per_example_pass(program: PerExampleProgram, state, feed):
+  """`step_fn`'s rows of every batch of the feed, with the batch's index and valid
+  (what `scoring.assemble` orders by and drops padding with), stacked [batches, B]."""
+  def body(_, s):
+    batch = program.reader.local_batch(feed, s, jnp.int32(0), train=False)
+    rows = dict(program.step_fn(state, batch))
+    rows.update(index=batch['index'], valid=batch['valid'])
+    return None, rows
+  return jax.lax.scan(body, None, jnp.arange(program.num_batches))[1]
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(program: Any, mesh: jax.sharding.Mesh) -> Callable[..., Any]:
+  """The jitted data-parallel program of `program`, one per (value, mesh) in a process."""
+  feed = program.reader.feed_specs()
+  if isinstance(program, TrainProgram):
+    consts = {'epoch': _REPL, 'steps': _REPL, 'stop': _REPL, 'exit_weights': _REPL}
+    if program.weighted:
+      consts['example_weight'] = _REPL
+    return parallel.data_parallel(
+        functools.partial(_train_steps, program), mesh,
+        in_specs=(_REPL, _REPL, _REPL, feed, consts, _REPL),
+        out_specs=(_REPL, _REPL, _REPL, _REPL), donate_argnums=(0, 5))
+  if isinstance(program, EvalProgram):
+    return parallel.data_parallel(functools.partial(_eval_pass, program), mesh,
+                                  in_specs=(_REPL, _REPL, feed), out_specs=_REPL)
+  return parallel.data_parallel(functools.partial(_per_example_pass, program), mesh,
+                                in_specs=(_REPL, feed), out_specs=_ROWS)
+
+
 class Programs:
-  """The jitted train, eval and scoring programs of one run, built once.
+  """The jitted train, eval and scoring programs of one run, and the host side that
+  feeds them.
 
   `weighted`: scale each example's loss by a per-example weight (InfoBatch); `table`: keep
   the per-example table (`example_table`: each example's latest training pass and its
@@ -159,77 +262,9 @@ class Programs:
     self.weighted, self.table = weighted, table
     self.steps_per_dispatch = min(steps_per_dispatch(train_config),
                                   pipeline.max_steps_per_feed())
-    consts = {'epoch': _REPL, 'steps': _REPL, 'stop': _REPL, 'exit_weights': _REPL}
-    if weighted:
-      consts['example_weight'] = _REPL
-    self.train = parallel.data_parallel(
-        self._train_steps, mesh,
-        in_specs=(_REPL, _REPL, _REPL, pipeline.train_feed_specs(), consts, _REPL),
-        out_specs=(_REPL, _REPL, _REPL, _REPL), donate_argnums=(0, 5))
-    self._eval: dict[Any, Callable[..., Any]] = {}
-    self._per_example: dict[Any, Callable[..., Any]] = {}
-
-  # --- The programs (traced; one device's shard inside shard_map) ---------------------
-
-  def _train_steps(self, state, sums, cursor, feed, consts, table):
-    """Up to `steps_per_dispatch` train steps from step `cursor` of the epoch."""
-    k = self.steps_per_dispatch
-    n = jnp.minimum(k, consts['stop'] - cursor)
-
-    def body(i, carry):
-      state, sums, table = carry
-      step = cursor + i
-      batch = self.pipeline.local_batch(feed, step, consts['epoch'], train=True)
-      progress = consts['epoch'].astype(jnp.float32) + step / consts['steps']
-      hparams = {'lr': steps_lib.learning_rate(self.train_config,
-                                               progress * self.schedule_scale),
-                 'exit_weights': consts['exit_weights']}
-      if self.weighted:
-        hparams['example_weight'] = consts['example_weight'][batch['index']]
-      global_step = state.step
-      state, metrics, per_example = steps_lib.train_step(
-          state, batch, hparams, self.train_config.label_smoothing)
-      sums = steps_lib.accumulate(sums, metrics, global_step)
-      if table:  # an empty table: a network trained beside the run (EL2N seeds)
-        table = _record_pass(table, per_example, consts['epoch'])
-      return state, sums, table
-
-    carry = (state, sums, table)
-    if k == 1:  # straight-line code: no loop for XLA to run
-      state, sums, table = body(0, carry)
-      return state, sums, cursor + 1, table
-    state, sums, table = jax.lax.fori_loop(0, n, body, carry)
-    return state, sums, cursor + n, table
-
-  def _eval_pass(self, state, sums, feed, *, num_batches):
-    """Adds the eval metrics of every batch of the feed to `sums`."""
-    def body(s, sums):
-      batch = self.pipeline.local_batch(feed, s, jnp.int32(0), train=False)
-      metrics = steps_lib.eval_step(state, batch)
-      return jax.tree.map(jnp.add, sums, metrics)
-    return jax.lax.fori_loop(0, num_batches, body, sums)
-
-  def _per_example_pass(self, state, feed, *, num_batches, step_fn):
-    """`step_fn`'s rows of every batch of the feed, with the batch's index and valid
-    (what `scoring.assemble` orders by and drops padding with), stacked [batches, B]."""
-    def body(_, s):
-      batch = self.pipeline.local_batch(feed, s, jnp.int32(0), train=False)
-      rows = dict(step_fn(state, batch))
-      rows.update(index=batch['index'], valid=batch['valid'])
-      return None, rows
-    return jax.lax.scan(body, None, jnp.arange(num_batches))[1]
-
-  def _program(self, cache: dict[Any, Any], fn: Callable[..., Any], num_batches: int,
-               in_specs: tuple[Any, ...], out_specs: Any, **static: Any
-               ) -> Callable[..., Any]:
-    """The data-parallel program `fn` over `num_batches` batches, compiled once per
-    (num_batches, static arguments): a step function is keyed by its identity."""
-    key = (num_batches, *static.values())
-    if key not in cache:
-      cache[key] = parallel.data_parallel(
-          functools.partial(fn, num_batches=num_batches, **static), self.mesh,
-          in_specs=in_specs, out_specs=out_specs)
-    return cache[key]
+    self.train = _compiled(TrainProgram(
+        pipeline.reader, ml_collections.FrozenConfigDict(train_config), self.schedule_scale,
+        self.steps_per_dispatch, weighted), mesh)
 
   # --- Host side ------------------------------------------------------------------------
 
@@ -246,10 +281,8 @@ class Programs:
     sums = parallel.replicate(self.mesh, {'loss': np.zeros(num_outputs, np.float32),
                                           'correct': np.zeros(num_outputs, np.float32),
                                           'count': np.float32(0)})
-    specs = self.pipeline.eval_feed_specs()
     for feed, num_batches in self.pipeline.eval_feeds(split):
-      program = self._program(self._eval, self._eval_pass, num_batches,
-                              (_REPL, _REPL, specs), _REPL)
+      program = _compiled(EvalProgram(self.pipeline.reader, num_batches), self.mesh)
       sums = program(state, sums, feed)
     return jax.device_get(sums)
 
@@ -262,11 +295,10 @@ class Programs:
     batch (inside `shard_map`: a collective over the mesh names `parallel.BATCH_AXIS`).
     Pass the same function object for every call: it keys the compiled program.
     """
-    specs = self.pipeline.eval_feed_specs()
     outputs = []  # stay on device until the pass is done: one transfer per feed
     for feed, num_batches in self.pipeline.eval_feeds(split):
-      program = self._program(self._per_example, self._per_example_pass, num_batches,
-                              (_REPL, specs), _ROWS, step_fn=step_fn)
+      program = _compiled(PerExampleProgram(self.pipeline.reader, num_batches, step_fn),
+                          self.mesh)
       outputs.append(program(state, feed))
     flat = lambda x: x.reshape(-1, *x.shape[2:])
     return scoring.assemble((jax.tree.map(flat, parallel.global_to_host(o)) for o in outputs),

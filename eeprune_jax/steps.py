@@ -9,6 +9,7 @@ shallow to deep, the final classifier last), `count` the number of examples, so 
 any number of steps and devices add up and `summarise` divides once.
 """
 
+import functools
 from typing import Any
 
 from flax.training import train_state
@@ -54,15 +55,25 @@ def exit_loss_weights(train_config: ml_collections.ConfigDict, num_exits: int,
 
 
 def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """SGD (Nesterov) or AdamW with weight decay on kernels only; the LR is set every step."""
+  """SGD (Nesterov) or AdamW with weight decay on kernels only; the LR is set every step.
+
+  Equal settings give the same object: a train state's optimizer is part of its tree
+  structure, so a program traced for one run's state serves every run of the settings.
+  """
+  return _optimizer(train_config.optimizer, train_config.weight_decay, train_config.momentum)
+
+
+@functools.lru_cache(maxsize=None)
+def _optimizer(name: str, weight_decay: float, momentum: float
+               ) -> optax.GradientTransformation:
   decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
 
   def chain(learning_rate):
-    if train_config.optimizer == 'adamw':
-      return optax.adamw(learning_rate, weight_decay=train_config.weight_decay, mask=decay_mask)
+    if name == 'adamw':
+      return optax.adamw(learning_rate, weight_decay=weight_decay, mask=decay_mask)
     return optax.chain(
-        optax.add_decayed_weights(train_config.weight_decay, mask=decay_mask),
-        optax.sgd(learning_rate, momentum=train_config.momentum, nesterov=True))
+        optax.add_decayed_weights(weight_decay, mask=decay_mask),
+        optax.sgd(learning_rate, momentum=momentum, nesterov=True))
 
   return optax.inject_hyperparams(chain)(learning_rate=0.0)
 
@@ -71,6 +82,16 @@ def create_train_state(model: Any, tx: optax.GradientTransformation,
                        image_shape: tuple[int, ...], seed: int,
                        mesh: jax.sharding.Mesh) -> TrainState:
   """Initialises the model and optimizer, replicated over the mesh."""
+  # The seed's key is an input, not a constant: runs of other seeds (a comparison's seeds,
+  # EL2N's networks) call one compiled program. Same bits: the key is integer data.
+  key_data = np.asarray(jax.random.key_data(jax.random.key(seed)))
+  return _init_program(model, tx, tuple(image_shape), mesh)(key_data)
+
+
+@functools.lru_cache(maxsize=16)
+def _init_program(model: Any, tx: optax.GradientTransformation, image_shape: tuple[int, ...],
+                  mesh: jax.sharding.Mesh) -> Any:
+  """The jitted initialisation, one per (model, optimizer, shape, mesh) in a process."""
   def init(key_data):
     params_key, dropout_key = jax.random.split(jax.random.wrap_key_data(key_data))
     variables = model.init({'params': params_key, 'dropout': dropout_key},
@@ -81,10 +102,7 @@ def create_train_state(model: Any, tx: optax.GradientTransformation,
     # A strong int32 step, as a restored checkpoint's: flax's weakly typed 0 would give a
     # resumed run programs of other types than the fresh run's, compiled (not cached) again.
     return state.replace(step=jnp.zeros((), jnp.int32))
-  # The seed's key is an input, not a constant: runs of other seeds (a comparison's seeds,
-  # EL2N's networks) call one compiled program. Same bits: the key is integer data.
-  key_data = np.asarray(jax.random.key_data(jax.random.key(seed)))
-  return jax.jit(init, out_shardings=parallel.replicated(mesh))(key_data)
+  return jax.jit(init, out_shardings=parallel.replicated(mesh))
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float) -> jax.Array:

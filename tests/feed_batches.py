@@ -1,14 +1,15 @@
 """The batches a pipeline's feeds give the loop's programs, read back for tests.
 
 The loop reads data only through feeds (`Pipeline.train_feeds` / `eval_feeds`, turned into
-this device's rows of a batch by `local_batch` inside its jitted programs). These helpers
-run one program per feed of the same shape as `loop.Programs`'s that returns the rows of
-every batch instead of training or scoring on them, so a test sees what the programs see:
-global arrays [batches, B, ...] sharded along B, or (`host`) numpy rows [batches * B, ...].
+this device's rows of a batch by `pipeline.reader.local_batch` inside its jitted programs).
+These helpers run one program per feed of the same shape as `loop.Programs`'s that returns
+the rows of every batch instead of training or scoring on them, so a test sees what the
+programs see: global arrays [batches, B, ...] sharded along B, or (`host`) numpy rows
+[batches * B, ...].
 """
 
+import functools
 from typing import Any, Iterator
-import weakref
 
 import jax
 import jax.numpy as jnp
@@ -21,29 +22,23 @@ P = jax.sharding.PartitionSpec
 ROWS = P(None, parallel.BATCH_AXIS)  # [batches, B]: batch rows split over the mesh
 
 
-# pipeline -> {(num_batches, train): program}: a test reading several epochs or masks of one
-# pipeline traces each program once, as the loop does (weak: a test's data goes with it).
-_PROGRAMS: 'weakref.WeakKeyDictionary[data_lib.Pipeline, dict]' = weakref.WeakKeyDictionary()
-
-
 def _program(pipe: data_lib.Pipeline, num_batches: int, train: bool) -> Any:
   """(feed, first step, epoch) -> `local_batch` of steps first.. first+num_batches-1."""
-  programs = _PROGRAMS.setdefault(pipe, {})
-  if (num_batches, train) not in programs:
-    programs[num_batches, train] = _build(pipe, num_batches, train)
-  return programs[num_batches, train]
+  return _compiled(pipe.reader, pipe.mesh, num_batches, train)
 
 
-def _build(pipe: data_lib.Pipeline, num_batches: int, train: bool) -> Any:
-  specs = pipe.train_feed_specs() if train else pipe.eval_feed_specs()
-  pipe_ref = weakref.ref(pipe)  # the program must not keep its (weakly held) pipeline alive
-
+# One program per (reader, mesh, length, mode), as the loop keeps its programs: a reader
+# holds no data, so a test reading several epochs or pipelines traces each program once.
+@functools.lru_cache(maxsize=None)
+def _compiled(reader: data_lib.FeedReader, mesh: jax.sharding.Mesh, num_batches: int,
+              train: bool) -> Any:
   def run(feed, first, epoch):
     def body(_, i):
-      return None, pipe_ref().local_batch(feed, first + i, epoch, train=train)
+      return None, reader.local_batch(feed, first + i, epoch, train=train)
     return jax.lax.scan(body, None, jnp.arange(num_batches))[1]
 
-  return parallel.data_parallel(run, pipe.mesh, in_specs=(specs, P(), P()), out_specs=ROWS)
+  return parallel.data_parallel(run, mesh, in_specs=(reader.feed_specs(), P(), P()),
+                                out_specs=ROWS)
 
 
 def _concat(outputs: list[dict[str, jax.Array]]) -> dict[str, jax.Array]:

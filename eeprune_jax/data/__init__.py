@@ -17,9 +17,10 @@ and the `index` field of every batch agree on it on every host and device.
 
 The data is read one way only: through *feeds*, by the loop's jitted programs
 (`loop.Programs`: the train steps, `evaluate`, every per-example pass). A feed is a pytree
-of global arrays that one program takes, with `*_feed_specs()` giving its PartitionSpecs;
-inside `shard_map`, `local_batch(feed, step, epoch, train)` turns it into this device's
-rows of batch `step` of the global batch: `image` float32 [b,H,W,C] ((x - mean) / std),
+of global arrays that one program takes. The pipeline's `reader` (a `FeedReader`: a small
+value holding no data) gives a feed's PartitionSpecs (`feed_specs()`) and, inside
+`shard_map`, `local_batch(feed, step, epoch, train)` turns it into this device's rows of
+batch `step` of the global batch: `image` float32 [b,H,W,C] ((x - mean) / std),
 `label` int32 [b], `index` int32 [b], `valid` bool [b]. Training batches are all valid.
 An eval pass (`eval_feeds`) visits every index exactly once; its last batch is padded with
 rows that have valid=False, index=-1, label=0 and an all-zero image. The device backend's
@@ -28,6 +29,7 @@ program runs many steps per dispatch; the tf.data and grain backends' feed is on
 batch (uint8 images, normalised on device), so their programs run one step.
 """
 
+import dataclasses
 import importlib
 from typing import Any, Iterator
 
@@ -45,11 +47,50 @@ from eeprune_jax.data.sources import DatasetInfo, DatasetNotPreparedError, datas
 PAD_INDEX = -1  # `index` of padded eval rows (valid=False).
 
 
+class FeedReader:
+  """How the loop's programs read one backend's feeds (see the module docstring).
+
+  A frozen dataclass of what the reading depends on, never the data: programs are cached
+  by it (`loop`), so runs with equal readers share one compiled program and no cached
+  program keeps a finished run's data alive.
+  """
+
+  def feed_specs(self) -> Any:
+    """PartitionSpec tree of a feed (train and eval feeds alike)."""
+    raise NotImplementedError
+
+  def local_batch(self, feed: Any, step: jax.Array, epoch: jax.Array, *, train: bool
+                  ) -> dict[str, jax.Array]:
+    """This device's rows of batch `step` of `feed` (traced; runs inside shard_map)."""
+    raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class HostBatchReader(FeedReader):
+  """Feeds that are one batch each: uint8 images sharded along the batch axis, normalised
+  here with the data set's per-channel mean and std (0..255 units)."""
+  mean: tuple[float, ...]
+  std: tuple[float, ...]
+
+  def feed_specs(self) -> Any:
+    """Every field sharded along the batch axis."""
+    return jax.sharding.PartitionSpec(parallel.BATCH_AXIS)
+
+  def local_batch(self, feed: Any, step: jax.Array, epoch: jax.Array, *, train: bool
+                  ) -> dict[str, jax.Array]:
+    """The feed is the batch, its images normalised (padding rows stay 0)."""
+    del step, epoch, train
+    image = augment.normalise(feed['image'], np.asarray(self.mean, np.float32),
+                              np.asarray(self.std, np.float32))
+    return {**feed, 'image': jnp.where(feed['valid'][:, None, None, None], image, 0.0)}
+
+
 class Pipeline:
   """The interface both backends implement (see the module docstring)."""
 
   info: DatasetInfo
   train_labels: np.ndarray  # int32 [num_train], canonical order.
+  reader: FeedReader  # how the loop's programs read this backend's feeds
 
   def __init__(self, data_config: Any, *, batch_size: int, eval_batch_size: int,
                mesh: Mesh, seed: int):
@@ -108,19 +149,6 @@ class Pipeline:
     batches, every index once, the last padded."""
     raise NotImplementedError
 
-  def train_feed_specs(self) -> Any:
-    """PartitionSpec tree of a train feed."""
-    raise NotImplementedError
-
-  def eval_feed_specs(self) -> Any:
-    """PartitionSpec tree of an eval feed."""
-    raise NotImplementedError
-
-  def local_batch(self, feed: Any, step: jax.Array, epoch: jax.Array, *, train: bool
-                  ) -> dict[str, jax.Array]:
-    """This device's rows of batch `step` of `feed` (traced; runs inside shard_map)."""
-    raise NotImplementedError
-
   def _num_split(self, split: str) -> int:
     if split == 'train':
       return self.info.num_train
@@ -135,21 +163,9 @@ class HostBatchPipeline(Pipeline):
 
   def __init__(self, data_config: Any, **kwargs: Any):
     super().__init__(data_config, **kwargs)
-    self._mean = np.asarray(self.info.mean, np.float32)  # per channel, 0..255 units
-    self._std = np.asarray(self.info.std, np.float32)
-
-  def train_feed_specs(self) -> Any:
-    """Every field sharded along the batch axis."""
-    return jax.sharding.PartitionSpec(parallel.BATCH_AXIS)
-
-  eval_feed_specs = train_feed_specs
-
-  def local_batch(self, feed: Any, step: jax.Array, epoch: jax.Array, *, train: bool
-                  ) -> dict[str, jax.Array]:
-    """The feed is the batch, its uint8 images normalised here (padding rows stay 0)."""
-    del step, epoch, train
-    image = augment.normalise(feed['image'], self._mean, self._std)
-    return {**feed, 'image': jnp.where(feed['valid'][:, None, None, None], image, 0.0)}
+    # The float32 values the device computes with, as exact Python floats.
+    self.reader = HostBatchReader(*(tuple(np.asarray(v, np.float32).tolist())
+                                    for v in (self.info.mean, self.info.std)))
 
 
 # backend name -> (module, class); imported on use, so the device backend never pulls in

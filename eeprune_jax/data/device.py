@@ -4,8 +4,8 @@ Each process loads the full split (`sources.load_arrays`) and puts it, as uint8,
 replicated on every device of the mesh. Per epoch only the int32 [steps, B] index order
 crosses host->device; inside the loop's jitted programs each device gathers its own rows
 of a step from its replica (no communication), augments and normalises them
-(`local_batch`). A train feed serves any number of steps of its epoch, so one dispatch
-can run many steps; an eval feed is the whole split.
+(`DeviceReader.local_batch`). A train feed serves any number of steps of its epoch, so
+one dispatch can run many steps; an eval feed is the whole split.
 
 Training order: `order.train_order`, a permutation of the kept indices from (seed, epoch)
 cut into steps_per_epoch batches (the remainder is dropped); every process computes the
@@ -15,6 +15,7 @@ epoch, keep mask), so a resumed run sees the same batches. TensorFlow is never i
 here (it is only used when the source is 'tfds').
 """
 
+import dataclasses
 import os
 from typing import Any, Iterator
 
@@ -24,7 +25,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from eeprune_jax import parallel
-from eeprune_jax.data import PAD_INDEX, Pipeline, sources
+from eeprune_jax.data import PAD_INDEX, FeedReader, Pipeline, sources
 from eeprune_jax.data import augment as augment_lib
 from eeprune_jax.data import order as order_lib
 from eeprune_jax.data.sources import ceil_div
@@ -50,6 +51,23 @@ def _batch_from_indices(tables: dict[str, jax.Array], idx: jax.Array, epoch: jax
           'label': jnp.where(valid, jnp.take(tables['labels'], safe), 0).astype(jnp.int32),
           'index': idx.astype(jnp.int32),
           'valid': valid}
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceReader(FeedReader):
+  """Feeds of a replicated split and an index order: gather, augment (`augment`, a kind of
+  `augment.KINDS`) and normalise on device."""
+  augment: str
+
+  def feed_specs(self) -> Any:
+    """Replicated tables, order sharded along the batch axis."""
+    return _FEED_SPECS
+
+  def local_batch(self, feed: Any, step: jax.Array, epoch: jax.Array, *, train: bool
+                  ) -> dict[str, jax.Array]:
+    """Gathers this device's rows of step `step` from its replica of the split."""
+    return _batch_from_indices(feed['tables'], feed['order'][step], epoch,
+                               kind=self.augment, train=train)
 
 
 def device_memory_bytes() -> int:
@@ -83,6 +101,7 @@ class DevicePipeline(Pipeline):
                mesh: Mesh, seed: int):
     super().__init__(data_config, batch_size=batch_size, eval_batch_size=eval_batch_size,
                      mesh=mesh, seed=seed)
+    self.reader = DeviceReader(data_config.augment)
     self._tables: dict[str, dict[str, jax.Array]] = {}
     self._eval_orders: dict[str, jax.Array] = {}
     # Raw key data: typed key arrays cannot be built from host buffers on every process.
@@ -159,14 +178,3 @@ class DevicePipeline(Pipeline):
     order = self._eval_orders[split]
     yield {'tables': self._split_tables(split), 'order': order}, order.shape[0]
 
-  def train_feed_specs(self) -> Any:
-    """Replicated tables, order sharded along the batch axis."""
-    return _FEED_SPECS
-
-  eval_feed_specs = train_feed_specs
-
-  def local_batch(self, feed: Any, step: jax.Array, epoch: jax.Array, *, train: bool
-                  ) -> dict[str, jax.Array]:
-    """Gathers this device's rows of step `step` from its replica of the split."""
-    return _batch_from_indices(feed['tables'], feed['order'][step], epoch,
-                               kind=self.data_config.augment, train=train)

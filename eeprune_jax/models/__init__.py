@@ -8,6 +8,7 @@ one per exit (shallow to deep) and the final classifier last. Exit presets per m
 tabled in `resnet.py` and `mobilenet_v3.py`.
 """
 
+import functools
 import math
 import re
 from typing import Any, Mapping
@@ -65,15 +66,25 @@ def exit_blocks(model_config) -> tuple[int, ...]:
 
 
 def build_model(model_config, num_classes: int, axis_name: str | None = None) -> nn.Module:
-  """The early-exit network described by `config.model` (validated by `config_checks`)."""
+  """The early-exit network described by `config.model` (validated by `config_checks`).
+
+  Equal descriptions give the same module object: a train state holds its `apply`, a
+  method bound to it, and the programs traced for one run's state serve another's only
+  when that method is the same object's.
+  """
   cls = model_class(model_config.name)
   assert (model_config.stem in cls.STEMS and float(model_config.width) > 0
           and model_config.exit_head in EXIT_HEADS and model_config.dtype in _DTYPES
           and num_classes >= 1), (_UNCHECKED, model_config, num_classes)
-  return cls(
-      num_classes=num_classes, stem_type=model_config.stem, width=float(model_config.width),
-      exits=exit_blocks(model_config), exit_head=model_config.exit_head,
-      dtype=_DTYPES[model_config.dtype], axis_name=axis_name)
+  return _build(cls, num_classes, model_config.stem, float(model_config.width),
+                exit_blocks(model_config), model_config.exit_head,
+                _DTYPES[model_config.dtype], axis_name)
+
+
+@functools.lru_cache(maxsize=None)
+def _build(cls, num_classes, stem_type, width, exits, exit_head, dtype, axis_name):
+  return cls(num_classes=num_classes, stem_type=stem_type, width=width, exits=exits,
+             exit_head=exit_head, dtype=dtype, axis_name=axis_name)
 
 
 def count_macs(model: nn.Module, image_shape: tuple[int, int, int]) -> list[int]:

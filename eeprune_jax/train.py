@@ -92,6 +92,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
         _save(ctx, carry, 0, epoch + 1)
   finally:
     ctx.writers.close()
+    ctx.pipeline.close()  # a run of a comparison leaves no reader threads or workers behind
     ctx.preemption.restore()
     ctx.saves.wait()
   summary = _write_summary(ctx, carry.progress, carry.keep)

@@ -16,6 +16,7 @@ import pathlib
 import runpy
 import subprocess
 import sys
+import threading
 
 import ml_collections
 import numpy as np
@@ -112,6 +113,8 @@ def test_train_prune_checkpoint_preempt_resume(config, backend, data_dir, tmp_pa
   assert history[-1]['step'] == STEPS_PER_EPOCH + 2 * pruned_steps
   assert summary['ledger']['train_steps'] == history[-1]['step']
   assert _steps(workdir)[-1] == history[-1]['step']
+  # Both runs, the preempted one too, ended their pipeline's background reading.
+  assert not [t for t in threading.enumerate() if t.name == 'grain-device-prefetch']
 
 
 def test_device_backend_refuses_data_larger_than_its_memory_share(monkeypatch):

@@ -149,6 +149,9 @@ class Pipeline:
     batches, every index once, the last padded."""
     raise NotImplementedError
 
+  def close(self) -> None:
+    """Ends what the backend reads with in the background (threads, worker processes)."""
+
   def _num_split(self, split: str) -> int:
     if split == 'train':
       return self.info.num_train

@@ -88,6 +88,8 @@ def test_train_prune_checkpoint_preempt_resume(config, backend, data_dir, tmp_pa
   """Preempted at the first stop check after the first epoch's checkpoint (the pruning
   round, its scoring pass and the next epoch still ahead); the same config then finishes
   the run, and it has trained every epoch's steps once."""
+  prefetch = lambda: {t for t in threading.enumerate() if t.name == 'grain-device-prefetch'}
+  before = prefetch()  # other tests' pipelines of this process may still be reading
   workdir = tmp_path / 'run'
   monkeypatch.setattr(train.Preemption, 'should_stop',
                       lambda self, step: step > STEPS_PER_EPOCH)
@@ -114,7 +116,7 @@ def test_train_prune_checkpoint_preempt_resume(config, backend, data_dir, tmp_pa
   assert summary['ledger']['train_steps'] == history[-1]['step']
   assert _steps(workdir)[-1] == history[-1]['step']
   # Both runs, the preempted one too, ended their pipeline's background reading.
-  assert not [t for t in threading.enumerate() if t.name == 'grain-device-prefetch']
+  assert not prefetch() - before
 
 
 def test_device_backend_refuses_data_larger_than_its_memory_share(monkeypatch):

@@ -47,6 +47,8 @@ setuptools.setup(
             "pytest<9.2",
             "pytest-xdist",
             "matplotlib",
+            # JAX's compilation cache evicts (tests/conftest.py caps it) under a file lock.
+            "filelock",
         ],
     },
 )

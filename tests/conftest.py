@@ -5,8 +5,6 @@ module imports jax. Tests that need one device run a subprocess without it.
 """
 
 import os
-import shutil
-import tempfile
 
 import pytest
 
@@ -14,14 +12,22 @@ import xla_env
 
 os.environ['XLA_FLAGS'] = xla_env.flags(8)
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-# Many tests compile the same tiny programs (every run builds its steps afresh, and
-# subprocess runs start cold): a session-wide persistent compilation cache, inherited by
-# the subprocesses through the environment, turns the repeats into cache hits.
-# The pytest process that makes the directory (xdist's controller) removes it at the end.
-_OWN_CACHE_DIR = None
+# Many tests compile the same tiny programs (subprocess runs start cold, and so does every
+# suite run): a persistent compilation cache, inherited by the subprocesses through the
+# environment, turns the repeats into cache hits. It is kept between suite runs, beside the
+# product's own cache, so a later run from any clone compiles only the programs that changed
+# (README: the test command's time cold and warm). JAX keys an entry by program, flags and
+# jaxlib version, and evicts the least recently used past JAX_COMPILATION_CACHE_MAX_SIZE (a
+# suite run writes about 20 MB); its eviction also locks every read and write (filelock), so
+# no process reads an entry that another is still writing. A JAX_COMPILATION_CACHE_DIR set
+# by the caller wins: `JAX_COMPILATION_CACHE_DIR=$(mktemp -d)` gives a cold run.
 if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
-  _OWN_CACHE_DIR = os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(
-      prefix='eeprune-jax-cc-')
+  # The root of `compilation_cache.default_dir`, not imported here: JAX reads its JAX_*
+  # variables when it is imported, so nothing may import it before they are set.
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = os.path.join(
+      os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache'),
+      'eeprune_jax', 'test_compilation_cache')
+os.environ.setdefault('JAX_COMPILATION_CACHE_MAX_SIZE', str(256 << 20))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '-1')
 
@@ -72,9 +78,3 @@ def pytest_configure(config):
         f'pytest {pytest.__version__} with pytest-xdist {".".join(map(str, xdist))} does not '
         'group tests under --dist loadgroup (pytest-dev/pytest-xdist#1386): install the '
         'versions setup.py names: pip install -e ".[test]"')
-
-
-def pytest_unconfigure(config):  # pylint: disable=unused-argument
-  """Removes the session's compilation cache (tens of MB per run) if this process made it."""
-  if _OWN_CACHE_DIR is not None:
-    shutil.rmtree(_OWN_CACHE_DIR, ignore_errors=True)

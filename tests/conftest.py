@@ -5,6 +5,7 @@ module imports jax. Tests that need one device run a subprocess without it.
 """
 
 import os
+import tempfile
 
 import pytest
 
@@ -24,9 +25,14 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   # The root of `compilation_cache.default_dir`, not imported here: JAX reads its JAX_*
   # variables when it is imported, so nothing may import it before they are set.
-  os.environ['JAX_COMPILATION_CACHE_DIR'] = os.path.join(
+  _cache_dir = os.path.join(
       os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache'),
       'eeprune_jax', 'test_compilation_cache')
+  try:
+    os.makedirs(_cache_dir, exist_ok=True)
+  except OSError:  # a read-only home: a cache for this run only
+    _cache_dir = tempfile.mkdtemp(prefix='eeprune-jax-cc-')
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = _cache_dir
 os.environ.setdefault('JAX_COMPILATION_CACHE_MAX_SIZE', str(256 << 20))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '-1')

@@ -67,6 +67,19 @@ def pytest_collection_modifyitems(items):
     item.add_marker(pytest.mark.xdist_group('.'.join(root(node))))
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_auto_num_workers(config) -> int | None:  # pylint: disable=unused-argument
+  """`-n auto` (setup.cfg): one worker more than this process may use cores, so a core
+  left idle while a test waits on its subprocesses or the disk runs another test (on 2
+  cores, 3 workers against 2: warm 6 min 00 s against 7 min 04 s, cold 8 min 12 s against
+  8 min 49 s; 4 workers warm: 5 min 59 s)."""
+  if os.environ.get('PYTEST_XDIST_AUTO_NUM_WORKERS'):
+    return None  # xdist's own hook reads it
+  cores = (len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity')
+           else os.cpu_count() or 1)
+  return cores + 1
+
+
 def pytest_configure(config):
   """Refuses a pytest that xdist's loadgroup cannot group with (each worker would train
   every grouped module fixture again): pytest 9.2's structured node ids and xdist <= 3.8.

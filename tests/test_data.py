@@ -22,6 +22,7 @@ from eeprune_jax import config_base, parallel
 from eeprune_jax import data
 from eeprune_jax.data import sources
 import feed_batches
+import source_ast
 
 SHARED = pathlib.Path(__file__).parents[2] / 'shared' / 'data'
 SHARED_TFDS = SHARED / 'tfds'
@@ -487,17 +488,17 @@ def test_sources_are_plugins_behind_one_protocol(tmp_path):
   """Each source is its own module, registered under its config name; nothing outside
   `data/sources/` switches on a source's name; the config check asks the registry and the
   source for its own fields."""
-  import ast  # pylint: disable=g-import-not-at-top
   from eeprune_jax import config_checks  # pylint: disable=g-import-not-at-top
   assert set(sources.names()) == {'digits', 'npz', 'tfds'}
   for name in sources.names():
     assert type(sources.base.get(name)).__module__ == f'eeprune_jax.data.sources.{name}'
   repo = pathlib.Path(__file__).resolve().parents[1]
   files = [p for p in (repo / 'eeprune_jax').rglob('*.py') if 'sources' not in p.parts]
-  found = {str(p.relative_to(repo)): _compares_data_source(ast.parse(p.read_text()))
-           for p in files}
+  trees = source_ast.parse(*(p.read_text() for p in files))
+  found = {str(p.relative_to(repo)): _compares_data_source(t) for p, t in zip(files, trees)}
   assert {k: v for k, v in found.items() if v} == {}
-  assert _compares_data_source(ast.parse("if d.source == 'tfds': pass"))  # the check works
+  # The check works.
+  assert _compares_data_source(source_ast.parse("if d.source == 'tfds': pass")[0])
   cfg = config_base.base_config()
   cfg.data.source = 'hdf5'
   with pytest.raises(config_checks.ConfigError, match='data.source'):

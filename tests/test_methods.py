@@ -23,6 +23,7 @@ from eeprune_jax import compare
 from eeprune_jax import config_checks
 from eeprune_jax import methods
 from eeprune_jax import example_table
+import source_ast
 import tiny_config
 import xla_env
 
@@ -243,12 +244,13 @@ def _switches_on_a_method_name(tree: ast.AST) -> list[str]:
 
 def test_no_module_outside_methods_switches_on_a_method_name():
   files = [p for p in (REPO / 'eeprune_jax').rglob('*.py') if 'methods' not in p.parts]
-  found = {str(p.relative_to(REPO)): _switches_on_a_method_name(ast.parse(p.read_text()))
-           for p in files}
+  trees = source_ast.parse(*(p.read_text() for p in files))
+  found = {str(p.relative_to(REPO)): _switches_on_a_method_name(t)
+           for p, t in zip(files, trees)}
   assert {k: v for k, v in found.items() if v} == {}
   # The check itself finds the old kind of dispatch.
-  assert _switches_on_a_method_name(ast.parse("if p.method in ('el2n', 'grand'): pass"))
-  assert _switches_on_a_method_name(ast.parse("r.method.startswith('eeprune')"))
+  assert all(map(_switches_on_a_method_name, source_ast.parse(
+      "if p.method in ('el2n', 'grand'): pass", "r.method.startswith('eeprune')")))
 
 
 def _method_modules_imported(tree: ast.AST) -> list[str]:
@@ -271,13 +273,15 @@ def test_no_module_outside_methods_imports_a_method_module():
   files = [p for d in ('eeprune_jax', 'benchmarks', 'docs', 'launch')
            for p in (REPO / d).rglob('*.py') if 'methods' not in p.parts]
   assert len(files) > 40
-  found = {str(p.relative_to(REPO)): _method_modules_imported(ast.parse(p.read_text()))
-           for p in files}
+  trees = source_ast.parse(*(p.read_text() for p in files))
+  found = {str(p.relative_to(REPO)): _method_modules_imported(t) for p, t in zip(files, trees)}
   assert {k: v for k, v in found.items() if v} == {}
   # The check itself finds both spellings.
-  assert _method_modules_imported(ast.parse('from eeprune_jax.methods import forgetting'))
-  assert _method_modules_imported(ast.parse('import eeprune_jax.methods.el2n as e'))
-  assert not _method_modules_imported(ast.parse('from eeprune_jax.methods import base'))
+  two_spellings, base = source_ast.parse(
+      'from eeprune_jax.methods import forgetting\nimport eeprune_jax.methods.el2n as e',
+      'from eeprune_jax.methods import base')
+  assert len(_method_modules_imported(two_spellings)) == 2
+  assert not _method_modules_imported(base)
 
 
 def _run_with_toy_method(module: str, *args: str) -> None:

@@ -17,7 +17,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 # suite run): a persistent compilation cache, inherited by the subprocesses through the
 # environment, turns the repeats into cache hits. It is kept between suite runs, beside the
 # product's own cache, so a later run from any clone compiles only the programs that changed
-# (README: the test command's time cold and warm). JAX keys an entry by program, flags and
+# (docs/test_suite.md: the time cold and warm). JAX keys an entry by program, flags and
 # jaxlib version, and evicts the least recently used past JAX_COMPILATION_CACHE_MAX_SIZE (a
 # suite run writes about 20 MB); its eviction also locks every read and write (filelock), so
 # no process reads an entry that another is still writing. A JAX_COMPILATION_CACHE_DIR set

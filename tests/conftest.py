@@ -67,6 +67,27 @@ def pytest_collection_modifyitems(items):
     item.add_marker(pytest.mark.xdist_group('.'.join(root(node))))
 
 
+@pytest.fixture(autouse=True)
+def _close_test_pipelines(monkeypatch):
+  """Closes every input pipeline a test builds through `data.create_pipeline`, when the
+  test ends: a grain pipeline left open keeps its prefetch thread (and grain's reader
+  threads, or worker processes) alive in the xdist worker for the rest of the suite.
+  Pipelines of module fixtures (set up before this fixture) and of runs (which close
+  their own) are not affected; closing is idempotent."""
+  from eeprune_jax import data  # pylint: disable=g-import-not-at-top  # after XLA_FLAGS
+  built, create = [], data.create_pipeline
+
+  def create_and_record(*args, **kwargs):
+    pipe = create(*args, **kwargs)
+    built.append(pipe)
+    return pipe
+
+  monkeypatch.setattr(data, 'create_pipeline', create_and_record)
+  yield
+  for pipe in built:
+    pipe.close()
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_xdist_auto_num_workers(config) -> int | None:  # pylint: disable=unused-argument
   """`-n auto` (setup.cfg): one worker more than this process may use cores, so a core

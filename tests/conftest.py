@@ -72,8 +72,8 @@ def _close_test_pipelines(monkeypatch):
   """Closes every input pipeline a test builds through `data.create_pipeline`, when the
   test ends: a grain pipeline left open keeps its prefetch thread (and grain's reader
   threads, or worker processes) alive in the xdist worker for the rest of the suite.
-  Pipelines of module fixtures (set up before this fixture) and of runs (which close
-  their own) are not affected; closing is idempotent."""
+  Module fixtures' pipelines are built before this fixture is set up and stay open; a
+  run's pipeline, which the run closes itself, is closed again, a no-op."""
   from eeprune_jax import data  # pylint: disable=g-import-not-at-top  # after XLA_FLAGS
   built, create = [], data.create_pipeline
 

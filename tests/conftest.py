@@ -91,9 +91,8 @@ def _close_test_pipelines(monkeypatch):
 @pytest.hookimpl(tryfirst=True)
 def pytest_xdist_auto_num_workers(config) -> int | None:  # pylint: disable=unused-argument
   """`-n auto` (setup.cfg): one worker more than this process may use cores, so a core
-  left idle while a test waits on its subprocesses or the disk runs another test (on 2
-  cores, 3 workers against 2: warm 6 min 00 s against 7 min 04 s, cold 8 min 12 s against
-  8 min 49 s; 4 workers warm: 5 min 59 s)."""
+  left idle while a test waits on its subprocesses or the disk runs another test
+  (docs/test_suite.md: 2, 3 and 4 workers on 2 cores)."""
   if os.environ.get('PYTEST_XDIST_AUTO_NUM_WORKERS'):
     return None  # xdist's own hook reads it
   cores = (len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity')

@@ -1,7 +1,7 @@
 """Where the test suite's time goes: per test, CPU seconds and JAX's compile phases.
 
   SUITE_PROFILE=/tmp/profile.jsonl python -m pytest -q tests   # conftest loads this plugin
-  python tests/suite_profile.py /tmp/profile.jsonl              # totals and the costliest
+  python tests/suite_profile.py /tmp/profile.jsonl              # totals, per file, costliest
 
 Each pytest process (every xdist worker) appends one JSON line per test: wall seconds, its
 own CPU seconds, the CPU seconds of the subprocesses it waited for, and the seconds JAX
@@ -55,12 +55,19 @@ def pytest_runtest_protocol(item, nextitem):  # pylint: disable=unused-argument
 
 
 def summarize(path: str, top: int = 25) -> str:
-  """The totals over every test, then the `top` tests by CPU seconds."""
+  """The totals over every test, per test file, then the `top` tests by CPU seconds."""
   rows = [json.loads(line) for line in open(path, encoding='utf-8')]
   keys = ('wall', 'cpu', 'subprocess_cpu', *PHASES.values())
   totals = {k: sum(r[k] for r in rows) for k in keys}
   lines = [f'{len(rows)} tests; seconds summed over tests: ' +
            ', '.join(f'{k} {v:,.0f}' for k, v in totals.items())]
+  files: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0, 0])
+  for r in rows:
+    f = files[r['test'].split('::')[0]]
+    f[0], f[1], f[2] = f[0] + r['cpu'], f[1] + r['subprocess_cpu'], f[2] + 1
+  lines.append(f"{'cpu':>6} {'subproc':>7} {'tests':>5}  file")
+  for name, (cpu, sub, n) in sorted(files.items(), key=lambda kv: -(kv[1][0] + kv[1][1])):
+    lines.append(f'{cpu:6.0f} {sub:7.0f} {n:5d}  {name}')
   rows.sort(key=lambda r: -(r['cpu'] + r['subprocess_cpu']))
   lines.append(f"{'cpu':>6} {'subproc':>7} {'compile':>7} {'trace':>6} {'lower':>6}  test")
   for r in rows[:top]:

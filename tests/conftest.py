@@ -5,37 +5,17 @@ module imports jax. Tests that need one device run a subprocess without it.
 """
 
 import os
-import tempfile
 
 import pytest
 
+import jax_cache
 import xla_env
 
 os.environ['XLA_FLAGS'] = xla_env.flags(8)
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-# Many tests compile the same tiny programs (subprocess runs start cold, and so does every
-# suite run): a persistent compilation cache, inherited by the subprocesses through the
-# environment, turns the repeats into cache hits. It is kept between suite runs, beside the
-# product's own cache, so a later run from any clone compiles only the programs that changed
-# (docs/test_suite.md: the time cold and warm). JAX keys an entry by program, flags and
-# jaxlib version, and evicts the least recently used past JAX_COMPILATION_CACHE_MAX_SIZE (a
-# suite run writes about 20 MB); its eviction also locks every read and write (filelock), so
-# no process reads an entry that another is still writing. A JAX_COMPILATION_CACHE_DIR set
-# by the caller wins: `JAX_COMPILATION_CACHE_DIR=$(mktemp -d)` gives a cold run.
-if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
-  # The root of `compilation_cache.default_dir`, not imported here: JAX reads its JAX_*
-  # variables when it is imported, so nothing may import it before they are set.
-  _cache_dir = os.path.join(
-      os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache'),
-      'eeprune_jax', 'test_compilation_cache')
-  try:
-    os.makedirs(_cache_dir, exist_ok=True)
-  except OSError:  # a read-only home: a cache for this run only
-    _cache_dir = tempfile.mkdtemp(prefix='eeprune-jax-cc-')
-  os.environ['JAX_COMPILATION_CACHE_DIR'] = _cache_dir
-os.environ.setdefault('JAX_COMPILATION_CACHE_MAX_SIZE', str(256 << 20))
-os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
-os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '-1')
+_cache_dir = jax_cache.set_environment()  # one compilation cache for every test and run
+if 'PYTEST_XDIST_WORKER' not in os.environ:  # once, before any worker or test compiles
+  jax_cache.restore_access_times(_cache_dir)
 
 
 # Module fixtures that train or compare (tens of seconds each): the tests that use one run

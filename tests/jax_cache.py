@@ -58,3 +58,10 @@ def restore_access_times(path: str) -> int:
       atime.write_bytes(entry.stat().st_mtime_ns.to_bytes(8, 'little'))
       given += 1
   return given
+
+
+def every_process_writes(env: dict[str, str]) -> dict[str, str]:
+  """`env` for the processes of a multi-process run, each of which then writes its own
+  cache entries (cache_from_every_process/sitecustomize.py: why)."""
+  shim = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'cache_from_every_process')
+  return {**env, 'PYTHONPATH': os.pathsep.join(p for p in (shim, env.get('PYTHONPATH')) if p)}

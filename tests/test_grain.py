@@ -17,6 +17,7 @@ from eeprune_jax import workdir as workdir_lib
 from eeprune_jax.data import order as order_lib
 from eeprune_jax.data import tfds_write
 import feed_batches
+import jax_cache
 import test_data
 
 BATCH = test_data.BATCH
@@ -232,7 +233,8 @@ def test_two_processes_train_every_kept_example_once_per_epoch(tmp_path):
              '--config.data.backend=grain', '--config.data.grain_workers=0',
              '--config.prune.method=none', f'--config.prune.mask_path={tmp_path / "mask.npy"}',
              '--config.train.num_epochs=2', '--config.train.last_pass_scores=True']
-  procs = [subprocess.Popen(command + [f'--process_id={i}'], env=_env(1), cwd=ROOT,
+  procs = [subprocess.Popen(command + [f'--process_id={i}'], cwd=ROOT,
+                            env=jax_cache.every_process_writes(_env(1)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
            for i in range(2)]
   for p in procs:

@@ -21,6 +21,7 @@ from eeprune_jax import masks
 from eeprune_jax import run_summary
 from eeprune_jax import train
 import feed_batches
+import jax_cache
 import tiny_config as tiny_config_lib
 import xla_env
 
@@ -419,8 +420,8 @@ def test_two_hosts_hold_one_mask(full_run, tmp_path):
   procs = [subprocess.Popen(
       [sys.executable, '-c', _HOST_WRAPPER] + _main_command(workdir)[3:] + [
           '--multihost', f'--coordinator_address=localhost:{port}', '--num_processes=2',
-          f'--process_id={i}'], env=_env(2), stdout=subprocess.DEVNULL,
-      stderr=subprocess.PIPE, text=True) for i in range(2)]
+          f'--process_id={i}'], env=jax_cache.every_process_writes(_env(2)),
+      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(2)]
   for p in procs:
     _, err = p.communicate(timeout=600)
     assert p.returncode == 0, err[-3000:]
@@ -464,8 +465,8 @@ def test_sigterm_to_one_host_stops_every_host_at_one_step_with_a_checkpoint(tmp_
            f'--coordinator_address=localhost:{port}', '--num_processes=2']
   procs = [subprocess.Popen(
       [sys.executable, '-c', _RESULT_WRAPPER] + _main_command(workdir)[3:] + flags + [
-          f'--process_id={i}'], env=_env(1), stdout=subprocess.DEVNULL,
-      stderr=subprocess.PIPE, text=True) for i in range(2)]
+          f'--process_id={i}'], env=jax_cache.every_process_writes(_env(1)),
+      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(2)]
   first_checkpoint = workdir / 'checkpoints' / '22'  # the end of epoch 1
   deadline = time.time() + 300
   while not first_checkpoint.exists():

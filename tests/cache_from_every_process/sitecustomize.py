@@ -5,13 +5,14 @@ entry's key hashes the process's own topology fingerprint, so process 1 of a two
 test never finds process 0's entries: it compiled every program in every suite run, about
 10 CPU-seconds a test. Loaded at interpreter start by the processes of those tests
 (`jax_cache.every_process_writes`), this lets process 1 keep its own entries; what a
-process computes does not change. If JAX's internals move, it does nothing.
+process computes does not change. If JAX's internals move, it does nothing. Being a
+sitecustomize, it hides any other on the path from those processes (none is installed here).
 """
 
 try:
   from jax._src import compiler as _compiler
   from jax._src import distributed as _distributed
-except ImportError:  # pylint: disable=bare-except
+except ImportError:
   _compiler = None
 
 if _compiler is not None and hasattr(_compiler, '_cache_write') and hasattr(

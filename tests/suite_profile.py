@@ -61,13 +61,12 @@ def summarize(path: str, top: int = 25) -> str:
   totals = {k: sum(r[k] for r in rows) for k in keys}
   lines = [f'{len(rows)} tests; seconds summed over tests: ' +
            ', '.join(f'{k} {v:,.0f}' for k, v in totals.items())]
-  files: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0, 0])
+  files: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
   for r in rows:
-    f = files[r['test'].split('::')[0]]
-    f[0], f[1], f[2] = f[0] + r['cpu'], f[1] + r['subprocess_cpu'], f[2] + 1
+    files[r['test'].split('::')[0]].update(cpu=r['cpu'], sub=r['subprocess_cpu'], tests=1)
   lines.append(f"{'cpu':>6} {'subproc':>7} {'tests':>5}  file")
-  for name, (cpu, sub, n) in sorted(files.items(), key=lambda kv: -(kv[1][0] + kv[1][1])):
-    lines.append(f'{cpu:6.0f} {sub:7.0f} {n:5d}  {name}')
+  for name, f in sorted(files.items(), key=lambda kv: -(kv[1]['cpu'] + kv[1]['sub'])):
+    lines.append(f"{f['cpu']:6.0f} {f['sub']:7.0f} {f['tests']:5d}  {name}")
   rows.sort(key=lambda r: -(r['cpu'] + r['subprocess_cpu']))
   lines.append(f"{'cpu':>6} {'subproc':>7} {'compile':>7} {'trace':>6} {'lower':>6}  test")
   for r in rows[:top]:

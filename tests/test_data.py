@@ -387,12 +387,19 @@ def test_tfds_cifar100_on_every_backend(tmp_path, mesh):
   assert info.image_shape == (32, 32, 3) and info.mean[0] == pytest.approx(129.3105)
   cats = {}
   for backend in BACKENDS + ('grain',):
+    # grain: the eval passes read in this process, the epoch in one worker process (the
+    # ArrayRecord source pickled to it). Every stream starts its own workers, each of which
+    # imports JAX (about 3 CPU-s): one is enough to cover the path.
     pipe = _pipeline(mesh, batch_size=16, eval_batch_size=24, backend=backend,
-                     augment='none', **cfg)
+                     augment='none', grain_workers=0, **cfg)
     cat = _check_eval_cover(pipe, 'train', mesh)
     order = np.argsort(np.where(cat['valid'], cat['index'], len(cat['index'])))[:80]
     cats[backend] = {k: v[order] for k, v in cat.items()}  # by index: read orders differ
     _check_eval_cover(pipe, 'eval', mesh)
+    if backend == 'grain':
+      pipe = _pipeline(mesh, batch_size=16, eval_batch_size=24, backend=backend,
+                       augment='none', grain_workers=1, **cfg)
+      assert pipe.num_workers == 1
     mask = np.arange(80) % 4 != 1
     _, cat = _train(pipe, 0, mask)
     assert len(cat['index']) == 48 and mask[cat['index']].all()

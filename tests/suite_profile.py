@@ -6,7 +6,9 @@
 Each pytest process (every xdist worker) appends one JSON line per test: wall seconds, its
 own CPU seconds, the CPU seconds of the subprocesses it waited for, and the seconds JAX
 reported in that process for tracing, lowering and XLA compilation (`jax.monitoring`
-duration events; a subprocess's compilations count in its CPU seconds only).
+duration events; a subprocess's compilations count in its CPU seconds only). The file holds
+one run: the controlling process empties it before any worker starts. JAX reports its phases
+in wall seconds, from any thread of the process: they can exceed `cpu`.
 """
 
 import collections
@@ -24,8 +26,11 @@ PHASES = {'/jax/core/compile/jaxpr_trace_duration': 'trace',
 _seconds: collections.Counter = collections.Counter()
 
 
-def pytest_configure(config):  # pylint: disable=unused-argument
-  """Starts counting JAX's compile phases in this process."""
+def pytest_configure(config):
+  """Empties the profile (in the controlling process) and starts counting JAX's compile
+  phases in this process."""
+  if not hasattr(config, 'workerinput'):  # the controller, or the only process under -n 0
+    open(os.environ['SUITE_PROFILE'], 'w', encoding='utf-8').close()
   import jax  # pylint: disable=g-import-not-at-top
 
   def on_duration(event: str, duration: float, **kwargs) -> None:

@@ -389,7 +389,8 @@ class _Comparison:
       self.record(by_name[outcome.name], outcome.summary, outcome.error)
 
   def run_in_process(self, todo: list[RunSpec], train_fn: TrainFn) -> bool:
-    """One run after another in this process; False: preempted, the run checkpointed."""
+    """One run after another in this process, sharing its traced and compiled programs
+    (`loop`); False: preempted, the run checkpointed."""
     for i, spec in enumerate(todo):
       run_dir = self.paths.run(spec.name).root
       print(f'[{i + 1}/{len(todo)}] {spec.name} -> {run_dir}', flush=True)
@@ -405,7 +406,6 @@ class _Comparison:
                 'resume.', flush=True)
           return False
         self.record(spec, summary, None)
-      jax.clear_caches()
     return True
 
 

@@ -1,5 +1,6 @@
 """The method comparison command: runs, resumption, failures, report.md and its plots."""
 
+import collections
 import json
 import os
 import pathlib
@@ -7,6 +8,7 @@ import runpy
 import subprocess
 import sys
 
+import jax
 import ml_collections
 import numpy as np
 import pytest
@@ -45,15 +47,28 @@ def demo_config(**compare_fields) -> ml_collections.ConfigDict:
   return config
 
 
+# Every function JAX traces in this process, by name, in order (its own timing events).
+_TRACED: list[str] = []
+jax.monitoring.register_event_duration_secs_listener(
+    lambda event, _, **kw: _TRACED.append(kw.get('fun_name'))
+    if event == '/jax/core/compile/jaxpr_trace_duration' else None)
+
+
 class CountingTrain:
-  """Wraps train.train_and_evaluate and records the run directories it was called on."""
+  """Wraps train.train_and_evaluate and records the run directories it was called on and
+  the functions JAX traced during each run."""
 
   def __init__(self):
     self.calls: list[str] = []
+    self.traced: dict[str, collections.Counter] = {}
 
   def __call__(self, config: ml_collections.ConfigDict, workdir: str) -> dict:
-    self.calls.append(os.path.basename(workdir))
-    return train.train_and_evaluate(config, workdir)
+    name, start = os.path.basename(workdir), len(_TRACED)
+    self.calls.append(name)
+    try:
+      return train.train_and_evaluate(config, workdir)
+    finally:
+      self.traced[name] = collections.Counter(_TRACED[start:])
 
 
 # none + random and eeprune_mid at 0.3 train; at 0.99 both fail config validation
@@ -93,6 +108,17 @@ def test_report_has_a_row_per_method_and_the_four_plots(comparison):
   assert 'Skipped' not in text
   stored = json.loads((workdir / 'compare_config.json').read_text())
   assert stored['runs'] == [r.name for r in results]
+
+
+def test_runs_of_one_schedule_share_the_first_runs_programs(comparison):
+  # The runs of a comparison run in one process, one after another: every later run with
+  # the first one's schedule and data finds its train, eval and init programs traced.
+  # (The frontier's runs have other schedules; eeprune_mid traces its scoring pass.)
+  _, _, counter = comparison
+  assert {'_train_steps', '_eval_pass', 'init'} <= set(counter.traced['none_f0_s0'])
+  for name in ('random_f0.3_s0', 'eeprune_mid_f0.3_s0'):
+    assert not {'_train_steps', '_eval_pass', 'init'} & set(counter.traced[name]), (
+        name, counter.traced[name])
 
 
 def test_report_opens_with_every_method_against_the_frontier(comparison):

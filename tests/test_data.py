@@ -390,15 +390,16 @@ def test_tfds_cifar100_on_every_backend(tmp_path, mesh):
     # grain: the eval passes read in this process, the epoch in one worker process (the
     # ArrayRecord source pickled to it). Every stream starts its own workers, each of which
     # imports JAX (about 3 CPU-s): one is enough to cover the path.
-    pipe = _pipeline(mesh, batch_size=16, eval_batch_size=24, backend=backend,
-                     augment='none', grain_workers=0, **cfg)
+    make = lambda workers: _pipeline(mesh, batch_size=16, eval_batch_size=24,
+                                     backend=backend, augment='none', grain_workers=workers,
+                                     **cfg)
+    pipe = make(0)
     cat = _check_eval_cover(pipe, 'train', mesh)
     order = np.argsort(np.where(cat['valid'], cat['index'], len(cat['index'])))[:80]
     cats[backend] = {k: v[order] for k, v in cat.items()}  # by index: read orders differ
     _check_eval_cover(pipe, 'eval', mesh)
     if backend == 'grain':
-      pipe = _pipeline(mesh, batch_size=16, eval_batch_size=24, backend=backend,
-                       augment='none', grain_workers=1, **cfg)
+      pipe = make(1)
       assert pipe.num_workers == 1
     mask = np.arange(80) % 4 != 1
     _, cat = _train(pipe, 0, mask)

@@ -11,12 +11,14 @@ in the test's process: a fresh one first imports TensorFlow (8 CPU-seconds here 
 and a rerun of the same command are tested in tests/test_train.py.
 """
 
+import gc
 import json
 import pathlib
 import runpy
 import subprocess
 import sys
 import threading
+import weakref
 
 import ml_collections
 import numpy as np
@@ -406,3 +408,20 @@ def test_tfdata_builds_one_training_pipeline_per_mask():
   np.testing.assert_array_equal(epoch_rows(pipe, 4, None), epoch_rows(make(), 4, None))
   # Epoch 4 first continued the all-kept pipeline of epoch 3; after its stop, a new one.
   assert built == [(0, 0, 8), (3, 0, 10), (4, 0, 10)]
+
+
+def test_tfdata_close_frees_the_live_training_pipeline_at_once():
+  """close() frees the mask's live tf.data iterator itself, not at a later garbage
+  collection, whose pass the iterator's destructor can stall while its threads end."""
+  cfg = config_base.base_config().data
+  cfg.backend, cfg.train_split = 'tfdata', 'train[:64]'
+  pipe = data.create_pipeline(cfg, batch_size=32, eval_batch_size=64,
+                              mesh=parallel.make_mesh(), seed=0)
+  assert len(list(pipe.train_feeds(0, None, 0, 1))) == 2  # the pipeline stays for epoch 1
+  live = weakref.ref(pipe._live.iterator)  # pylint: disable=protected-access
+  gc.disable()
+  try:
+    pipe.close()
+    assert live() is None
+  finally:
+    gc.enable()

@@ -279,6 +279,13 @@ class TfDataPipeline(HostBatchPipeline):
           self._epochs_dataset(keep_mask, epoch, first_step, steps)))
     return self._take_epoch(live, epoch, steps - first_step)
 
+  def close(self) -> None:
+    """Ends the live training pipeline's tf.data threads now. Left to the garbage
+    collector, a tf.data iterator's destructor can wait up to its autotuner's 60 s period
+    for those threads while holding the GIL: a later run in the same process (a
+    comparison's, a test's) stalled for 26-88 s inside a collection (docs/test_suite.md)."""
+    self._live = None
+
   def _take_epoch(self, live: '_LivePipeline', epoch: int, n: int
                   ) -> Iterator[dict[str, np.ndarray]]:
     """The next n batches of the live pipeline (one epoch's)."""

@@ -280,10 +280,11 @@ class TfDataPipeline(HostBatchPipeline):
     return self._take_epoch(live, epoch, steps - first_step)
 
   def close(self) -> None:
-    """Ends the live training pipeline's tf.data threads now. Left to the garbage
-    collector, a tf.data iterator's destructor can wait up to its autotuner's 60 s period
-    for those threads while holding the GIL: a later run in the same process (a
-    comparison's, a test's) stalled for 26-88 s inside a collection (docs/test_suite.md)."""
+    """Frees the live training pipeline's tf.data iterator now, at a known point. Left to
+    the garbage collector, its destructor (which waits for the iterator's threads, the
+    autotuner's included, while holding the GIL) ran inside whatever collection found it:
+    under load, later work in the same process stalled there for 26-88 s
+    (docs/test_suite.md)."""
     self._live = None
 
   def _take_epoch(self, live: '_LivePipeline', epoch: int, n: int

@@ -6,12 +6,15 @@
 Each pytest process (every xdist worker) appends one JSON line per test: wall seconds, its
 own CPU seconds, the CPU seconds of the subprocesses it waited for, and the seconds JAX
 reported in that process for tracing, lowering and XLA compilation (`jax.monitoring`
-duration events; a subprocess's compilations count in its CPU seconds only). The file holds
+duration events; a subprocess's compilations count in its CPU seconds only), and the wall
+seconds of Python's garbage collections in the test: `gc` in all, `gc_max` the longest one
+(a collection runs finalizers, such as a tf.data iterator's, which can wait). The file holds
 one run: the controlling process empties it before any worker starts. JAX reports its phases
 in wall seconds, from any thread of the process: they can exceed `cpu`.
 """
 
 import collections
+import gc
 import json
 import os
 import resource
@@ -24,6 +27,17 @@ PHASES = {'/jax/core/compile/jaxpr_trace_duration': 'trace',
           '/jax/core/compile/jaxpr_to_mlir_module_duration': 'lower',
           '/jax/core/compile/backend_compile_duration': 'compile'}
 _seconds: collections.Counter = collections.Counter()
+_gc = {'start': 0.0, 'max': 0.0}  # the running collection's start; the longest this test
+
+
+def _time_collections(phase: str, info: dict) -> None:  # pylint: disable=unused-argument
+  """A `gc.callbacks` entry: adds each collection's wall seconds to `_seconds['gc']`."""
+  if phase == 'start':
+    _gc['start'] = time.perf_counter()
+  else:
+    seconds = time.perf_counter() - _gc['start']
+    _seconds['gc'] += seconds
+    _gc['max'] = max(_gc['max'], seconds)
 
 
 def pytest_configure(config):
@@ -38,6 +52,7 @@ def pytest_configure(config):
     if event in PHASES:
       _seconds[PHASES[event]] += duration
   jax.monitoring.register_event_duration_secs_listener(on_duration)
+  gc.callbacks.insert(0, _time_collections)  # first: JAX's own callback then counts in it
 
 
 def _cpu() -> tuple[float, float]:
@@ -50,20 +65,23 @@ def _cpu() -> tuple[float, float]:
 def pytest_runtest_protocol(item, nextitem):  # pylint: disable=unused-argument
   """Records one test's setup, call and teardown."""
   before, (own, children), start = dict(_seconds), _cpu(), time.time()
+  _gc['max'] = 0.0
   yield
   own_after, children_after = _cpu()
   row = {'test': item.nodeid, 'wall': time.time() - start, 'cpu': own_after - own,
          'subprocess_cpu': children_after - children,
-         **{phase: _seconds[phase] - before.get(phase, 0.0) for phase in PHASES.values()}}
+         **{phase: _seconds[phase] - before.get(phase, 0.0)
+            for phase in (*PHASES.values(), 'gc')}, 'gc_max': _gc['max']}
   with open(os.environ['SUITE_PROFILE'], 'a', encoding='utf-8') as f:
     f.write(json.dumps(row) + '\n')
 
 
 def summarize(path: str, top: int = 25) -> str:
-  """The totals over every test, per test file, then the `top` tests by CPU seconds."""
+  """The totals over every test, per test file, the `top` tests by CPU seconds, then the
+  tests in which one garbage collection took 1 s or more."""
   rows = [json.loads(line) for line in open(path, encoding='utf-8')]
-  keys = ('wall', 'cpu', 'subprocess_cpu', *PHASES.values())
-  totals = {k: sum(r[k] for r in rows) for k in keys}
+  keys = ('wall', 'cpu', 'subprocess_cpu', *PHASES.values(), 'gc')
+  totals = {k: sum(r.get(k, 0.0) for r in rows) for k in keys}  # no 'gc' before 2026-12-03
   lines = [f'{len(rows)} tests; seconds summed over tests: ' +
            ', '.join(f'{k} {v:,.0f}' for k, v in totals.items())]
   files: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
@@ -77,6 +95,9 @@ def summarize(path: str, top: int = 25) -> str:
   for r in rows[:top]:
     lines.append(f"{r['cpu']:6.0f} {r['subprocess_cpu']:7.0f} {r['compile']:7.0f} "
                  f"{r['trace']:6.0f} {r['lower']:6.0f}  {r['test']}")
+  stalls = sorted((r for r in rows if r.get('gc_max', 0.0) >= 1.0), key=lambda r: -r['gc_max'])
+  lines.append(f'{len(stalls)} tests with a garbage collection of 1 s or more')
+  lines.extend(f"{r['gc_max']:6.1f} s  {r['test']}" for r in stalls)
   return '\n'.join(lines)
 
 

@@ -42,9 +42,11 @@ def abstract_init(model, shape, batch: int = 2):
   return jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
 
 
-def abstract_apply(model, variables, shape, batch: int = 2):
+def abstract_forward(model, shape, batch: int = 2):
+  """The eval-mode outputs and the variables, from one trace (tracing is this file's cost)."""
   x = jax.ShapeDtypeStruct((batch, *shape), jnp.float32)
-  return jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, x)
+  return jax.eval_shape(
+      lambda x: model.init_with_output(jax.random.key(0), x, train=False), x)
 
 
 @pytest.mark.parametrize('name', sorted(IMAGENET_PARAMS))
@@ -88,13 +90,12 @@ def test_shapes_exits_and_macs(name, head):
   assert models.exit_blocks(config) == blocks
   assert all(0 <= b < models.num_blocks(config) - 1 for b in blocks)
   model = models.build_model(config, 10)
-  variables = abstract_init(model, (32, 32, 3))
+  out, variables = abstract_forward(model, (32, 32, 3))
   params = variables['params']
   assert [f'exit_{k}' for k in range(n)] == sorted(k for k in params if k.startswith('exit_'))
   assert all(f'block_{i}' in params for i in range(models.num_blocks(config)))
   counts = models.exit_head_param_counts(params)
   assert len(counts) == n and all(c > 0 for c in counts)
-  out = abstract_apply(model, variables, (32, 32, 3))
   assert isinstance(out, tuple) and len(out) == n + 1
   assert all(o.shape == (2, 10) and o.dtype == jnp.float32 for o in out)
   macs = models.count_macs(model, (32, 32, 3))
@@ -102,15 +103,14 @@ def test_shapes_exits_and_macs(name, head):
   assert all(a < b for a, b in zip(macs, macs[1:])), macs
   if 'imagenet' in models.model_class(name).STEMS:
     config.stem = 'imagenet'
-    model = models.build_model(config, 10)
-    out = abstract_apply(model, abstract_init(model, (224, 224, 3)), (224, 224, 3))
+    out, _ = abstract_forward(models.build_model(config, 10), (224, 224, 3))
     assert [o.shape for o in out] == [(2, 10)] * (n + 1)
 
 
 @pytest.mark.parametrize('name', models.MODEL_NAMES)
 def test_no_exits_is_a_one_tuple(name):
   model = models.build_model(model_config(name, width=0.125, exits='none'), 7)
-  out = abstract_apply(model, abstract_init(model, (32, 32, 3)), (32, 32, 3))
+  out, _ = abstract_forward(model, (32, 32, 3))
   assert len(out) == 1 and out[0].shape == (2, 7)
   assert models.exit_blocks(model_config(name, exits='none')) == ()
 
@@ -132,9 +132,8 @@ def test_cifar_strides():
   # MobileNetV3 CIFAR form has output stride 8; the last conv widths follow torchvision.
   for name in ('mobilenet_v3_large', 'mobilenet_v3_small'):
     model = models.build_model(model_config(name, width=0.125, exits='none'), 10)
-    variables = abstract_init(model, (32, 32, 3))
-    _, outs = jax.eval_shape(
-        lambda v, x: model.apply(v, x, train=False, method='features'), variables,
+    (_, outs), _ = jax.eval_shape(
+        lambda x: model.init_with_output(jax.random.key(0), x, train=False, method='features'),
         jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32))
     assert outs[-1].shape[1:3] == (4, 4)
     assert len(outs) == models.num_blocks(model_config(name))
@@ -169,9 +168,8 @@ def test_bad_names():
 def test_bfloat16_params_float32_logits_float32():
   config = model_config('mobilenet_v3_small', width=0.25, exits='mid', dtype='bfloat16')
   model = models.build_model(config, 10)
-  variables = abstract_init(model, (32, 32, 3))
+  out, variables = abstract_forward(model, (32, 32, 3))
   assert all(l.dtype == jnp.float32 for l in jax.tree.leaves(variables))
-  out = abstract_apply(model, variables, (32, 32, 3))
   assert all(o.dtype == jnp.float32 for o in out)
 
 

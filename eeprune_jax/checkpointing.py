@@ -7,6 +7,8 @@ history, rng state).
 """
 
 import os
+import sys
+import traceback
 from typing import Any
 
 from etils import epath
@@ -26,9 +28,45 @@ def checkpoint_dir(workdir: epath.PathLike) -> epath.Path:
   return path if '://' in str(path) else epath.Path(os.path.abspath(path))
 
 
+def _is_abandoned_read(unraisable: Any) -> bool:
+  """Whether an unraisable exception is a failed restore's read calling back into the
+  restore's closed event loop (`drop_abandoned_reads`)."""
+  if unraisable.exc_type is not RuntimeError or str(unraisable.exc_value) != (
+      'Event loop is closed'):
+    return False
+  frames = [frame.name for frame in traceback.extract_tb(unraisable.exc_traceback)]
+  return frames[-2:] == ['call_soon_threadsafe', '_check_closed']
+
+
+def drop_abandoned_reads() -> None:
+  """Makes this process drop the late callbacks of failed restores' abandoned reads.
+
+  When one array of a checkpoint fails to read, Orbax's restore raises and closes its
+  asyncio event loop while TensorStore still reads the others; each of those reads,
+  completing, calls back into the closed loop, and Python printed its RuntimeError('Event
+  loop is closed') with a traceback: 114 of them after a tiny run's damaged checkpoint,
+  burying the line that names the damage. They can come before the caller has caught the
+  restore's error, so the hook goes in before any restore, and stays. Every other
+  unraisable exception goes to the previous hook; the hook counts what it drops (`dropped`).
+  """
+  if getattr(sys.unraisablehook, 'dropped', None) is not None:
+    return
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    if _is_abandoned_read(unraisable):
+      hook.dropped += 1
+    else:
+      previous(unraisable)
+
+  hook.dropped = 0
+  sys.unraisablehook = hook
+
+
 def make_manager(workdir: epath.PathLike, max_to_keep: int = 2,
                  read_only: bool = False) -> ocp.CheckpointManager:
   """A CheckpointManager over the workdir's checkpoints; steps are global train steps."""
+  drop_abandoned_reads()
   # Orbax writes each step to a temporary directory and renames it when complete, so an
   # interrupted save never replaces the last good checkpoint.
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only,

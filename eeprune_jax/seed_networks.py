@@ -36,6 +36,7 @@ class _StopCheck(loop.EpochObserver):
 
 
 def _manager(path: epath.Path) -> ocp.CheckpointManager:
+  checkpointing.drop_abandoned_reads()
   path = path if '://' in str(path) else epath.Path(path).absolute()
   return ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(max_to_keep=1),
                                item_names=('state', 'progress'))

@@ -44,10 +44,11 @@ def drop_abandoned_reads() -> None:
   When one array of a checkpoint fails to read, Orbax's restore raises and closes its
   asyncio event loop while TensorStore still reads the others; each of those reads,
   completing, calls back into the closed loop, and Python printed its RuntimeError('Event
-  loop is closed') with a traceback: 114 of them after a tiny run's damaged checkpoint,
-  burying the line that names the damage. They can come before the caller has caught the
-  restore's error, so the hook goes in before any restore, and stays. Every other
-  unraisable exception goes to the previous hook; the hook counts what it drops (`dropped`).
+  loop is closed') with a traceback: one per abandoned read, burying the line that names
+  the damage (tests/test_faults.py makes such a checkpoint). They can come before the
+  caller has caught the restore's error, so the hook goes in before any restore, and
+  stays. Every other unraisable exception goes to the previous hook; the hook counts what
+  it drops (`dropped`).
   """
   if getattr(sys.unraisablehook, 'dropped', None) is not None:
     return

@@ -1,6 +1,7 @@
 """Faults a long run meets: a damaged checkpoint, one of other data, two runs on a workdir,
 a save that fails."""
 
+import asyncio
 import errno
 import json
 import os
@@ -86,16 +87,28 @@ def test_a_damaged_checkpoints_abandoned_reads_print_nothing(tmp_path, monkeypat
   still reaches the hook."""
   printed = []
   monkeypatch.setattr(sys, 'unraisablehook', printed.append)
-  # 64 arrays: the truncated file holds many, whose reads are still in flight at the error.
-  _save_steps(tmp_path, [1, 2], arrays=64)
+  # 64 arrays: the truncated file holds many, whose reads may still be in flight at the error.
+  _save_steps(tmp_path, [1, 2], arrays=64)  # its manager installs the hook
+  hook = sys.unraisablehook
+  # An abandoned read's callback as TensorStore makes one: into a closed loop, unraisable.
+  loop = asyncio.new_event_loop()
+  loop.close()
+
+  class CallsBackWhenFreed:
+    def __del__(self):
+      loop.call_soon_threadsafe(print)
+
+  CallsBackWhenFreed()
+  assert hook.dropped == 1 and not printed
+  # The real ones: how many reads a failing restore leaves behind depends on timing (alone,
+  # dozens; under the suite's load, sometimes none). None of them is printed.
   _truncate_largest_state_file(tmp_path / 'checkpoints' / '2')
   assert checkpointing.restore_untyped(tmp_path)['step'] == 1
-  hook = sys.unraisablehook
   deadline, last = time.monotonic() + 30, -1
-  while time.monotonic() < deadline and (hook.dropped == 0 or hook.dropped != last):
+  while time.monotonic() < deadline and hook.dropped != last:
     last = hook.dropped  # until the late callbacks stop coming
-    time.sleep(0.5)
-  assert hook.dropped > 0 and not printed
+    time.sleep(1.0)
+  assert not printed
 
   class RaisesWhenFreed:
     def __del__(self):
